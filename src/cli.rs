@@ -1,0 +1,77 @@
+//! The commands: serve, admin create, openapi.
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{bail, Context};
+
+use crate::{
+    accounts,
+    config::{AdminCommand, Cli, Command, Config, SpecFormat},
+    domain::scopes::Role,
+    error::Error,
+    http, App,
+};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config).await,
+        Command::Admin(AdminCommand::Create { email }) => create_admin(&cli.config, &email).await,
+        Command::Openapi { format } => {
+            let spec = match format {
+                SpecFormat::Json => http::spec_json(),
+                SpecFormat::Yaml => http::spec_yaml(),
+            };
+            println!("{}", spec.trim_end());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    let base = format!("http://{}", app.addr());
+    tracing::info!("latchkey is listening on {base}");
+    tracing::info!("Swagger UI: {base}/docs/");
+    app.run_until_stopped().await
+}
+
+async fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
+    let password = read_password()?;
+    let db = crate::open_db(config).await?;
+    let created = accounts::create(&db, email, password, Role::Admin).await;
+    db.close().await;
+    match created {
+        Ok(user) => {
+            println!("created admin {} ({})", user.email, user.id);
+            Ok(())
+        }
+        Err(Error::Invalid(fields)) => {
+            let problems: Vec<_> = fields
+                .iter()
+                .map(|f| format!("{} {}", f.field, f.message))
+                .collect();
+            bail!("{}", problems.join("; "))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// From a prompt without echo on a terminal; otherwise the first line of
+/// standard input, so scripts can pipe it in.
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let again = rpassword::prompt_password("Again: ").context("reading the password")?;
+        if first != again {
+            bail!("the passwords differ");
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}

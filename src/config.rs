@@ -1,0 +1,195 @@
+//! Configuration: every setting is a flag with a `LATCHKEY_*` environment variable.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./latchkey-data";
+pub const DEFAULT_AUDIENCE: &str = "latchkey";
+pub const DEFAULT_TOKEN_TTL: &str = "60s";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "API keys traded for short-lived JWTs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
+    /// Manage accounts from the command line.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Print the OpenAPI document.
+    Openapi {
+        #[arg(long, value_enum, default_value = "json")]
+        format: SpecFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin account. The password is read from a prompt, or from
+    /// standard input when that is not a terminal.
+    Create {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SpecFormat {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlg {
+    /// HMAC with SHA-256 and a shared secret.
+    #[value(name = "HS256")]
+    Hs256,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Registration {
+    /// Anyone may create an account with `POST /users`.
+    Open,
+    /// Only `latchkey admin create` makes accounts.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address and port to listen on.
+    #[arg(long, env = "LATCHKEY_BIND", default_value = DEFAULT_BIND, global = true)]
+    pub bind: SocketAddr,
+
+    /// Directory for the database and the generated signing secret; created if missing.
+    #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
+    pub data_dir: PathBuf,
+
+    /// SQLite URL, e.g. sqlite:///var/lib/latchkey/latchkey.db [default: latchkey.db in the data directory]
+    #[arg(long, env = "LATCHKEY_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// HS256 signing secret, at least 32 bytes [default: generated into the data directory, mode 0600]
+    #[arg(
+        long,
+        env = "LATCHKEY_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Token signing algorithm.
+    #[arg(
+        long,
+        env = "LATCHKEY_JWT_ALG",
+        value_enum,
+        default_value = "HS256",
+        global = true
+    )]
+    pub jwt_alg: JwtAlg,
+
+    /// Access token lifetime, e.g. 60s or 5m.
+    #[arg(long, env = "LATCHKEY_TOKEN_TTL", default_value = DEFAULT_TOKEN_TTL, value_parser = parse_ttl, global = true)]
+    pub token_ttl: Duration,
+
+    /// The tokens' `iss` claim [default: the public base URL, http://<bind>]
+    #[arg(long, env = "LATCHKEY_ISSUER", global = true)]
+    pub issuer: Option<String>,
+
+    /// The tokens' `aud` claim.
+    #[arg(long, env = "LATCHKEY_AUDIENCE", default_value = DEFAULT_AUDIENCE, global = true)]
+    pub audience: String,
+
+    /// Whether `POST /users` accepts sign-ups.
+    #[arg(
+        long,
+        env = "LATCHKEY_REGISTRATION",
+        value_enum,
+        default_value = "open",
+        global = true
+    )]
+    pub registration: Registration,
+
+    /// Log output format.
+    #[arg(
+        long,
+        env = "LATCHKEY_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults, with data kept in `data_dir`: how tests and embedders build
+    /// a configuration without touching the environment.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            bind: DEFAULT_BIND
+                .parse()
+                .expect("the default bind address parses"),
+            data_dir: data_dir.into(),
+            database_url: None,
+            jwt_secret: None,
+            jwt_alg: JwtAlg::Hs256,
+            token_ttl: parse_ttl(DEFAULT_TOKEN_TTL).expect("the default lifetime parses"),
+            issuer: None,
+            audience: DEFAULT_AUDIENCE.into(),
+            registration: Registration::Open,
+            log_format: LogFormat::Pretty,
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("latchkey.db").display()))
+    }
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(24 * 3600) {
+        return Err("must be between 1s and 24h".into());
+    }
+    Ok(ttl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn token_lifetimes_are_bounded() {
+        assert_eq!(parse_ttl("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_ttl("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("2days").is_err());
+        assert!(parse_ttl("soon").is_err());
+    }
+}

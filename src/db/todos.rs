@@ -1,0 +1,109 @@
+//! The `todos` table. Every statement is scoped to the owner: another user's
+//! todo is indistinguishable from one that doesn't exist.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, SqliteExecutor};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Todo {
+    pub id: Uuid,
+    pub title: String,
+    pub completed: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn insert(
+    db: impl SqliteExecutor<'_>,
+    owner: Uuid,
+    title: &str,
+    completed: bool,
+) -> Result<Todo, sqlx::Error> {
+    let now = super::now();
+    sqlx::query_as(
+        "INSERT INTO todos (id, user_id, title, completed, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+         RETURNING id, title, completed, created_at, updated_at",
+    )
+    .bind(Uuid::now_v7())
+    .bind(owner)
+    .bind(title)
+    .bind(completed)
+    .bind(now)
+    .fetch_one(db)
+    .await
+}
+
+/// One page in creation order, with one row more than asked so the caller
+/// knows whether another page follows.
+pub async fn list(
+    db: impl SqliteExecutor<'_>,
+    owner: Uuid,
+    completed: Option<bool>,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Todo>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, title, completed, created_at, updated_at FROM todos
+         WHERE user_id = ?1 AND (?2 IS NULL OR completed = ?2) AND (?3 IS NULL OR id > ?3)
+         ORDER BY id LIMIT ?4",
+    )
+    .bind(owner)
+    .bind(completed)
+    .bind(after)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn get(
+    db: impl SqliteExecutor<'_>,
+    owner: Uuid,
+    id: Uuid,
+) -> Result<Option<Todo>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, title, completed, created_at, updated_at FROM todos
+         WHERE id = ? AND user_id = ?",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(db)
+    .await
+}
+
+/// A partial update in one statement: absent fields keep their value.
+pub async fn update(
+    db: impl SqliteExecutor<'_>,
+    owner: Uuid,
+    id: Uuid,
+    title: Option<&str>,
+    completed: Option<bool>,
+) -> Result<Option<Todo>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE todos SET title = coalesce(?3, title), completed = coalesce(?4, completed),
+                          updated_at = ?5
+         WHERE id = ?1 AND user_id = ?2
+         RETURNING id, title, completed, created_at, updated_at",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(title)
+    .bind(completed)
+    .bind(super::now())
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn delete(
+    db: impl SqliteExecutor<'_>,
+    owner: Uuid,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM todos WHERE id = ? AND user_id = ?")
+        .bind(id)
+        .bind(owner)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -1,0 +1,8 @@
+//! Types and rules of the product: no HTTP, no SQL.
+
+pub mod grants;
+pub mod keys;
+pub mod scopes;
+pub mod todos;
+pub mod tokens;
+pub mod users;

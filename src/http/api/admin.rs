@@ -1,0 +1,208 @@
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::{
+    param::{Path, Query},
+    payload::Json,
+    ApiResponse, Object, OpenApi,
+};
+use uuid::Uuid;
+
+use super::{
+    keys::{Key, KeyList, NO_SUCH_KEY},
+    todos::page_params,
+    users::{RoleName, User},
+    ApiTags,
+};
+use crate::{
+    db::{self, users::UpdateUserError},
+    domain::{scopes::Scope, todos::paginate},
+    error::Error,
+    http::{
+        auth::Auth,
+        problem::{documented, Failure},
+    },
+    state::AppState,
+};
+
+pub struct AdminApi;
+
+#[derive(Debug, Object)]
+pub struct UserPage {
+    /// Oldest first.
+    pub items: Vec<User>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct UserPatch {
+    pub role: Option<RoleName>,
+    /// A disabled user's keys stop exchanging at once; tokens already issued
+    /// expire within their lifetime.
+    pub disabled: Option<bool>,
+}
+
+#[derive(ApiResponse)]
+pub enum ListUsersResponse {
+    /// A page of accounts.
+    #[oai(status = 200)]
+    Ok(Json<UserPage>),
+}
+
+#[derive(ApiResponse)]
+pub enum UpdateUserResponse {
+    /// The account as it is now.
+    #[oai(status = 200)]
+    Ok(Json<User>),
+}
+
+#[derive(ApiResponse)]
+pub enum UserKeysResponse {
+    /// The account's keys, revoked ones included.
+    #[oai(status = 200)]
+    Ok(Json<KeyList>),
+}
+
+#[derive(ApiResponse)]
+pub enum AdminRevokeResponse {
+    /// The key is revoked (or already was).
+    #[oai(status = 204)]
+    Revoked,
+}
+
+documented! {
+    ListUsersErrors {
+        400 => "A query parameter is not of its documented type.",
+        401 => "No bearer token, or an invalid or expired one.",
+        403 => "The token lacks the `admin` scope.",
+        422 => "`limit` is out of range or `cursor` is not one this API gave out.",
+        500 => "The server failed; the error has been logged."
+    }
+    UpdateUserErrors {
+        400 => "The id is not a UUID or the body is not JSON of the documented shape.",
+        401 => "No bearer token, or an invalid or expired one.",
+        403 => "The token lacks the `admin` scope.",
+        404 => "There is no account with this id.",
+        409 => "The change would leave no active admin.",
+        500 => "The server failed; the error has been logged."
+    }
+    UserKeysErrors {
+        400 => "The id is not a UUID.",
+        401 => "No bearer token, or an invalid or expired one.",
+        403 => "The token lacks the `admin` scope.",
+        404 => "There is no account with this id.",
+        500 => "The server failed; the error has been logged."
+    }
+    AdminRevokeErrors {
+        400 => "The id is not a UUID.",
+        401 => "No bearer token, or an invalid or expired one.",
+        403 => "The token lacks the `admin` scope.",
+        404 => "There is no key with this id.",
+        500 => "The server failed; the error has been logged."
+    }
+}
+
+const NO_SUCH_USER: Error = Error::NotFound("There is no account with this id");
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl AdminApi {
+    /// List accounts
+    ///
+    /// Oldest first, `limit` (1 to 100, default 20) at a time. Needs `admin`.
+    #[oai(path = "/admin/users", method = "get", operation_id = "listUsers")]
+    async fn list_users(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        /// Page size, 1 to 100.
+        limit: Query<Option<i64>>,
+        /// `next_cursor` from the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<ListUsersResponse, Failure<ListUsersErrors>> {
+        auth.require(Scope::Admin)?;
+        let (limit, cursor) = page_params(limit.0, cursor.0.as_deref())?;
+        let rows = db::users::list(state.db.reader(), cursor.map(|c| c.0), limit.get()).await?;
+        let (rows, next_cursor) = paginate(rows, limit, |u| u.id);
+        Ok(ListUsersResponse::Ok(Json(UserPage {
+            items: rows.into_iter().map(User::from).collect(),
+            next_cursor,
+        })))
+    }
+
+    /// Change an account's role or disable it
+    ///
+    /// Disabling stops the account's keys and password from minting tokens at
+    /// once. The last active admin can be neither demoted nor disabled.
+    /// Needs `admin`.
+    #[oai(
+        path = "/admin/users/:id",
+        method = "patch",
+        operation_id = "updateUser"
+    )]
+    async fn update_user(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: Json<UserPatch>,
+    ) -> Result<UpdateUserResponse, Failure<UpdateUserErrors>> {
+        auth.require(Scope::Admin)?;
+        let user =
+            db::users::update_access(&state.db, id.0, body.role.map(Into::into), body.disabled)
+                .await
+                .map_err(|e| match e {
+                    UpdateUserError::NotFound => NO_SUCH_USER,
+                    UpdateUserError::LastAdmin => Error::Conflict(
+                        "This is the last active admin; promote another account first".into(),
+                    ),
+                    UpdateUserError::Db(e) => e.into(),
+                })?;
+        Ok(UpdateUserResponse::Ok(Json(user.into())))
+    }
+
+    /// List an account's keys
+    ///
+    /// Needs `admin`.
+    #[oai(
+        path = "/admin/users/:id/keys",
+        method = "get",
+        operation_id = "listUserKeys"
+    )]
+    async fn list_user_keys(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<UserKeysResponse, Failure<UserKeysErrors>> {
+        auth.require(Scope::Admin)?;
+        let reader = state.db.reader();
+        db::users::get(reader, id.0).await?.ok_or(NO_SUCH_USER)?;
+        let keys = db::keys::list_for_user(reader, id.0).await?;
+        Ok(UserKeysResponse::Ok(Json(KeyList {
+            items: keys.into_iter().map(Key::from).collect(),
+        })))
+    }
+
+    /// Revoke any key
+    ///
+    /// Idempotent, like revoking your own. Needs `admin`.
+    #[oai(
+        path = "/admin/keys/:id",
+        method = "delete",
+        operation_id = "adminRevokeKey"
+    )]
+    async fn revoke_any_key(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<AdminRevokeResponse, Failure<AdminRevokeErrors>> {
+        auth.require(Scope::Admin)?;
+        if db::keys::revoke(state.db.writer(), id.0, None).await? {
+            Ok(AdminRevokeResponse::Revoked)
+        } else {
+            Err(NO_SUCH_KEY.into())
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! One `OpenApi` impl per tag.
+
+pub mod admin;
+pub mod health;
+pub mod keys;
+pub mod todos;
+pub mod token;
+pub mod users;
+
+use poem_openapi::Tags;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Accounts: sign up.
+    Users,
+    /// The OAuth 2.0 token endpoint and the token's own claims.
+    Auth,
+    /// Your API keys: create, list, revoke.
+    Keys,
+    /// Your todos, the API that access tokens protect.
+    Todos,
+    /// Every account and key (scope `admin`).
+    Admin,
+    /// Liveness and readiness.
+    Health,
+}

@@ -1,0 +1,89 @@
+//! Bearer authentication: the JWT is checked in memory (signature and claims),
+//! with no database lookup, then handlers ask for the scope they need.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem_openapi::{auth::Bearer, OAuthScopes, SecurityScheme};
+
+use crate::{
+    domain::{scopes::Scope, tokens::Claims},
+    error::Error,
+    state::AppState,
+};
+
+/// The scopes a token can carry, as the spec's OAuth2 flows list them.
+#[derive(OAuthScopes)]
+pub enum ApiScopes {
+    /// List and read your todos.
+    #[oai(rename = "todos:read")]
+    TodosRead,
+    /// Create, change and delete your todos.
+    #[oai(rename = "todos:write")]
+    TodosWrite,
+    /// Create, list and revoke your API keys.
+    #[oai(rename = "keys:manage")]
+    KeysManage,
+    /// Manage every account and key (admins only).
+    #[oai(rename = "admin")]
+    Admin,
+}
+
+/// OAuth 2.0: Swagger UI, Postman and Insomnia fetch a token by themselves.
+/// For client credentials, the client id is the key's id and the secret is the key.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "oauth2",
+    ty = "oauth2",
+    flows(
+        client_credentials(token_url = "/auth/token", scopes = "ApiScopes"),
+        password(token_url = "/auth/token", scopes = "ApiScopes")
+    ),
+    checker = "verify"
+)]
+pub struct OAuth2(Claims);
+
+/// A token from `POST /auth/token`, sent as `Authorization: Bearer <token>`.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearer",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "verify"
+)]
+pub struct BearerJwt(Claims);
+
+/// Either scheme: both carry the same access token.
+#[derive(SecurityScheme)]
+pub enum Auth {
+    OAuth2(OAuth2),
+    Bearer(BearerJwt),
+}
+
+async fn verify(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
+    let state = req
+        .data::<Arc<AppState>>()
+        .expect("the app state is attached to every route");
+    state
+        .tokens
+        .verify(&bearer.token)
+        .map_err(|e| Error::InvalidToken(e).into())
+}
+
+impl Auth {
+    pub fn claims(&self) -> &Claims {
+        match self {
+            Auth::OAuth2(OAuth2(claims)) | Auth::Bearer(BearerJwt(claims)) => claims,
+        }
+    }
+
+    /// The claims, if the token holds `scope`; RFC 6750 `insufficient_scope` if not.
+    pub fn require(&self, scope: Scope) -> Result<&Claims, Error> {
+        let claims = self.claims();
+        if claims.scopes.contains(scope) {
+            Ok(claims)
+        } else {
+            Err(Error::MissingScope(scope))
+        }
+    }
+}

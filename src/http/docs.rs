@@ -1,0 +1,52 @@
+//! Swagger UI, served from the assets compiled into the binary.
+
+use std::sync::Arc;
+
+use poem::{
+    handler,
+    http::{header, StatusCode},
+    web::Data,
+    IntoResponse, Request, Response,
+};
+use utoipa_swagger_ui::Config;
+
+use super::problem::problem;
+
+/// Swagger UI reads the spec from `/openapi.json`; its Authorize button uses the
+/// spec's OAuth2 flows, so a key id and key (client credentials) or an email and
+/// password fetch a token from `/auth/token` with no further setup.
+pub fn config() -> Arc<Config<'static>> {
+    Arc::new(
+        Config::new(["/openapi.json"])
+            .persist_authorization(true)
+            .display_operation_id(true)
+            .try_it_out_enabled(true),
+    )
+}
+
+#[handler]
+pub fn swagger_ui(req: &Request, config: Data<&Arc<Config<'static>>>) -> Response {
+    let file = req.uri().path().strip_prefix("/docs/").unwrap_or_default();
+    match utoipa_swagger_ui::serve(file, Arc::clone(&config)) {
+        Ok(Some(file)) => Response::builder()
+            .header(header::CONTENT_TYPE, file.content_type)
+            .body(file.bytes.into_owned()),
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            format!("Swagger UI has no file /docs/{file}."),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "could not serve Swagger UI");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Swagger UI could not be served; the error has been logged.",
+            )
+        }
+    }
+}
+
+/// `/docs` to `/docs/`, so the page's relative asset paths resolve.
+#[handler]
+pub fn docs_redirect() -> impl IntoResponse {
+    poem::web::Redirect::permanent("/docs/")
+}

@@ -1,0 +1,151 @@
+//! latchkey: API keys traded for short-lived JWTs, and a Todo API that checks
+//! them statelessly.
+
+pub mod accounts;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod exchange;
+pub mod http;
+pub mod secret;
+pub mod state;
+pub mod telemetry;
+pub mod usage;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use poem::{
+    listener::{Acceptor, Listener, TcpListener},
+    Server,
+};
+
+use crate::{
+    config::{Config, Registration},
+    db::Db,
+    domain::tokens::{TokenSettings, Tokens},
+    state::AppState,
+    usage::UsageRecorder,
+};
+
+/// How long shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A built server: listening, migrated, not yet serving.
+pub struct App {
+    acceptor: poem::listener::TcpAcceptor,
+    addr: SocketAddr,
+    state: Arc<AppState>,
+}
+
+impl App {
+    /// Binds first (so port 0 resolves to a real port), then prepares the data
+    /// directory, the database and the signing key.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let acceptor = TcpListener::bind(config.bind)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("binding {}", config.bind))?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .context("the listener has no address")?;
+
+        let db = open_db(&config).await?;
+        let secret = secret::load_or_generate(config.jwt_secret.as_deref(), &config.data_dir)?;
+        let tokens = Tokens::new(TokenSettings {
+            issuer: config
+                .issuer
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}")),
+            audience: config.audience.clone(),
+            ttl: config.token_ttl,
+            secret,
+        });
+        let state = Arc::new(AppState {
+            db,
+            tokens,
+            usage: Arc::new(UsageRecorder::default()),
+            registration_open: config.registration == Registration::Open,
+        });
+        Ok(App {
+            acceptor,
+            addr,
+            state,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `stop` completes, then lets in-flight requests finish,
+    /// writes pending key-use times and closes the database.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let flusher = self.state.usage.spawn_flusher(self.state.db.clone());
+        let served = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(
+                http::app(Arc::clone(&self.state)),
+                stop,
+                Some(DRAIN_TIMEOUT),
+            )
+            .await;
+        self.state.usage.stop();
+        flusher.await.context("the key-use writer panicked")?;
+        self.state.db.close().await;
+        served.context("serving HTTP")
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Creates the data directory (owner-only) and opens the database with a read
+/// pool of twice as many connections as cores.
+pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    create_private_dir(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let readers = u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4);
+    Db::open(&config.database_url(), readers)
+        .await
+        .context("opening the database")
+}
+
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: draining requests");
+}
