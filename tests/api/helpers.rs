@@ -1,0 +1,298 @@
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use latchkey::{config::Config, db::Db, domain::scopes::Role, App};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::{sync::oneshot, task::JoinHandle};
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: Client,
+    pub config: Config,
+    /// A second connection pool on the app's database file, for setup and
+    /// for looking at what was stored.
+    pub db: Db,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    pub dir: TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the app with the test defaults, changed by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = test_config(dir.path().join("data"));
+    configure(&mut config);
+    start(config, dir).await
+}
+
+pub fn test_config(data_dir: PathBuf) -> Config {
+    if std::env::var_os("TEST_LOG").is_some() {
+        latchkey::telemetry::init(latchkey::config::LogFormat::Pretty, std::io::stdout);
+    }
+    let mut config = Config::new(data_dir);
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config
+}
+
+async fn start(config: Config, dir: TempDir) -> TestApp {
+    let app = App::build(config.clone()).await.expect("the app builds");
+    let addr = app.addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let db = latchkey::open_db(&config)
+        .await
+        .expect("a second pool opens");
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        config,
+        db,
+        stop: Some(stop),
+        server: Some(server),
+        dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Shuts the server down gracefully (as SIGTERM would) and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("the server task")
+                .expect("the server stops cleanly");
+        }
+        self.db.close().await;
+    }
+
+    /// Stops this server and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let mut config = self.config.clone();
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        start(config, dir).await
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.config.data_dir.join("latchkey.db")
+    }
+
+    // ---- accounts ----
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/users"))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates an admin the way `latchkey admin create` does.
+    pub async fn create_admin(&self, email: &str) -> Uuid {
+        latchkey::accounts::create(&self.db, email, PASSWORD.into(), Role::Admin)
+            .await
+            .expect("the admin is created")
+            .id
+    }
+
+    // ---- tokens ----
+
+    pub async fn token_request(&self, form: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url("/auth/token"))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login_response(&self, email: &str, password: &str) -> Response {
+        self.token_request(&[
+            ("grant_type", "password"),
+            ("username", email),
+            ("password", password),
+        ])
+        .await
+    }
+
+    pub async fn login(&self, email: &str) -> String {
+        access_token(self.login_response(email, PASSWORD).await).await
+    }
+
+    pub async fn exchange_response(&self, key_id: &str, key: &str) -> Response {
+        self.token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", key_id),
+            ("client_secret", key),
+        ])
+        .await
+    }
+
+    pub async fn exchange(&self, key: &TestKey) -> String {
+        access_token(self.exchange_response(&key.id, &key.key).await).await
+    }
+
+    // ---- keys ----
+
+    pub async fn create_key_response(&self, token: &str, body: Value) -> Response {
+        self.client
+            .post(self.url("/keys"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn create_key(&self, token: &str, body: Value) -> TestKey {
+        let resp = self.create_key_response(token, body).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let body: Value = resp.json().await.unwrap();
+        TestKey {
+            id: body["id"].as_str().unwrap().to_owned(),
+            key: body["key"].as_str().unwrap().to_owned(),
+            body,
+        }
+    }
+
+    // ---- generic calls ----
+
+    pub async fn get(&self, token: &str, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, token: &str, path: &str, body: Value) -> Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, token: &str, path: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn create_todo(&self, token: &str, title: &str) -> Value {
+        let resp = self.post(token, "/todos", json!({ "title": title })).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        resp.json().await.unwrap()
+    }
+}
+
+/// A key as `POST /keys` returned it.
+pub struct TestKey {
+    pub id: String,
+    pub key: String,
+    pub body: Value,
+}
+
+/// A registered user who can log in.
+pub struct TestUser {
+    pub email: String,
+    pub password: String,
+}
+
+impl TestUser {
+    pub fn generate() -> TestUser {
+        TestUser {
+            email: format!("user-{}@example.com", Uuid::now_v7().simple()),
+            password: PASSWORD.into(),
+        }
+    }
+
+    pub async fn register(self, app: &TestApp) -> TestUser {
+        let resp = app.register(&self.email, &self.password).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        self
+    }
+
+    pub async fn login(&self, app: &TestApp) -> String {
+        access_token(app.login_response(&self.email, &self.password).await).await
+    }
+}
+
+pub async fn access_token(resp: Response) -> String {
+    assert_eq!(resp.status(), StatusCode::OK, "token request failed");
+    let body: Value = resp.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Asserts an RFC 9457 problem response and returns its body.
+pub async fn assert_problem(resp: Response, status: StatusCode) -> Value {
+    assert_eq!(resp.status(), status);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert_eq!(body["type"], "about:blank");
+    assert!(body["title"].is_string());
+    assert!(!body["detail"].as_str().unwrap().is_empty());
+    body
+}
+
+/// Asserts an RFC 6749 §5.2 error response and returns its body.
+pub async fn assert_oauth_error(resp: Response, status: StatusCode, error: &str) -> Value {
+    assert_eq!(resp.status(), status);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], error, "{body}");
+    assert!(!body["error_description"].as_str().unwrap().is_empty());
+    body
+}
+
+pub fn www_authenticate(resp: &Response) -> Option<String> {
+    resp.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+}

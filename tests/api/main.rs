@@ -1,0 +1,5 @@
+//! Integration tests: each starts the real app on 127.0.0.1:0 with an SQLite
+//! file in a temporary directory and drives it over HTTP as a client would.
+
+mod health;
+mod helpers;
