@@ -46,7 +46,8 @@ pub struct TokenRequest {
 
 #[derive(ApiRequest)]
 pub enum TokenRequestBody {
-    #[oai(content_type = "application/x-www-form-urlencoded")]
+    // No explicit content type: the payload's own check accepts parameters
+    // such as `; charset=UTF-8`, which browsers and Node's fetch send.
     Form(Form<TokenRequest>),
     Json(Json<TokenRequest>),
 }
