@@ -204,7 +204,10 @@ impl TokenApi {
             Err(description) => return TokenResponse::invalid_client(description.into(), true),
         };
         let used_basic = basic.is_some();
-        let requested = match body.scope.as_deref().map(Scopes::parse).transpose() {
+        // An empty `scope` (Swagger UI sends one when no box is ticked) asks
+        // for the default grant, as if it were left out.
+        let requested = body.scope.as_deref().filter(|s| !s.trim().is_empty());
+        let requested = match requested.map(Scopes::parse).transpose() {
             Ok(scopes) => scopes,
             Err(e) => {
                 return TokenResponse::bad_request(
