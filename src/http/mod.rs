@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod docs;
+pub mod fields;
 pub mod problem;
 
 use std::sync::Arc;

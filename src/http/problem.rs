@@ -2,7 +2,7 @@
 //! for everything but the token endpoint, with RFC 6750 `WWW-Authenticate`
 //! on bearer failures; the framework's own rejections are rewritten to match.
 
-use std::{fmt, marker::PhantomData};
+use std::{fmt, marker::PhantomData, sync::OnceLock};
 
 use poem::{
     error::ResponseError,
@@ -15,6 +15,7 @@ use poem_openapi::{
     ApiResponse, Object,
 };
 
+use super::fields;
 use crate::{domain::tokens::TokenError, error::Error};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -182,7 +183,19 @@ fn render(err: poem::Error, method: &Method, path: &str) -> Response {
             format!("There is no route {method} {path}. The API is described at /openapi.json.")
         }
         StatusCode::METHOD_NOT_ALLOWED => {
-            format!("{path} does not accept {method}. The API is described at /openapi.json.")
+            let allowed = allowed_methods(path);
+            let mut resp = problem(
+                status,
+                format!(
+                    "{path} does not accept {method}; it accepts {}. The API is described at /openapi.json.",
+                    allowed.join(", ")
+                ),
+            );
+            // RFC 9110 §15.5.6: a 405 names the methods the resource supports.
+            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                resp.headers_mut().insert(header::ALLOW, value);
+            }
+            return resp;
         }
         StatusCode::BAD_REQUEST if err.is::<poem_openapi::error::ParsePathError>() => {
             format!("{path} has a malformed id: ids are UUIDs such as 01890a5d-ac96-774b-bcce-b302099a8057.")
@@ -190,9 +203,69 @@ fn render(err: poem::Error, method: &Method, path: &str) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => {
             "The request body is larger than this server accepts.".to_owned()
         }
-        _ => format!("{}.", redact_values(&err.to_string()).trim_end_matches('.')),
+        _ => {
+            let message = err.to_string();
+            if let Some((field, what)) = fields::named_field(&message) {
+                return problem_with(
+                    status,
+                    format!("The request body is invalid: `{field}` {what}."),
+                    Some(vec![InvalidField {
+                        field: field.into(),
+                        message: what.into(),
+                    }]),
+                );
+            }
+            format!("{}.", redact_values(&message).trim_end_matches('.'))
+        }
     };
     problem(status, detail)
+}
+
+/// The methods the spec lists for the path template `path` matches. Only
+/// asked on a 405, so the spec is read once, on the first one.
+fn allowed_methods(path: &str) -> Vec<String> {
+    static ROUTES: OnceLock<Vec<(Vec<String>, Vec<String>)>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        let spec: serde_json::Value = serde_json::from_str(&super::spec_json()).unwrap_or_default();
+        let mut routes: Vec<_> = spec["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(template, ops)| {
+                let segments = template.split('/').map(str::to_owned).collect();
+                let methods = ops
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(m, _)| m.to_uppercase())
+                    .collect();
+                (segments, methods)
+            })
+            .collect();
+        routes.extend([
+            (
+                vec![String::new(), "openapi.json".into()],
+                vec!["GET".into()],
+            ),
+            (
+                vec![String::new(), "openapi.yaml".into()],
+                vec!["GET".into()],
+            ),
+        ]);
+        routes
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    routes
+        .iter()
+        .find(|(template, _)| {
+            template.len() == segments.len()
+                && template
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
+        })
+        .map(|(_, methods)| methods.clone())
+        .unwrap_or_else(|| vec!["GET".into()])
 }
 
 /// Parse errors quote the offending value ("found 12345678"); that value may

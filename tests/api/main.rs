@@ -1,5 +1,14 @@
 //! Integration tests: each starts the real app on 127.0.0.1:0 with an SQLite
 //! file in a temporary directory and drives it over HTTP as a client would.
 
+mod admin;
+mod errors;
 mod health;
 mod helpers;
+mod jwt;
+mod keys;
+mod lifecycle;
+mod openapi;
+mod todos;
+mod token;
+mod users;

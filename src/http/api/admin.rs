@@ -20,6 +20,7 @@ use crate::{
     error::Error,
     http::{
         auth::Auth,
+        fields,
         problem::{documented, Failure},
     },
     state::AppState,
@@ -40,6 +41,7 @@ pub struct UserPatch {
     pub role: Option<RoleName>,
     /// A disabled user's keys stop exchanging at once; tokens already issued
     /// expire within their lifetime.
+    #[oai(deserialize_with = "fields::disabled")]
     pub disabled: Option<bool>,
 }
 

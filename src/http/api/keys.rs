@@ -15,6 +15,7 @@ use crate::{
     error::{Error, FieldError},
     http::{
         auth::Auth,
+        fields,
         problem::{documented, Failure},
     },
     state::AppState,
@@ -65,6 +66,7 @@ pub struct CreatedKey {
 #[derive(Debug, Object)]
 pub struct NewKey {
     /// What the key is for, 1 to 100 characters.
+    #[oai(deserialize_with = "fields::name")]
     pub name: String,
     /// Defaults to `todos:read` and `todos:write`. Never more than your role allows.
     pub scopes: Option<Vec<String>>,

@@ -19,6 +19,7 @@ use crate::{
     error::{self, Error, FieldError},
     http::{
         auth::Auth,
+        fields,
         problem::{documented, Failure},
     },
     state::AppState,
@@ -50,15 +51,19 @@ impl From<db::todos::Todo> for Todo {
 #[derive(Debug, Object)]
 pub struct NewTodo {
     /// 1 to 500 characters after trimming.
+    #[oai(deserialize_with = "fields::title")]
     pub title: String,
     /// Defaults to false.
+    #[oai(deserialize_with = "fields::completed")]
     pub completed: Option<bool>,
 }
 
 #[derive(Debug, Object)]
 pub struct TodoPatch {
     /// 1 to 500 characters after trimming.
+    #[oai(deserialize_with = "fields::optional_title")]
     pub title: Option<String>,
+    #[oai(deserialize_with = "fields::completed")]
     pub completed: Option<bool>,
 }
 

@@ -10,7 +10,10 @@ use crate::{
     accounts, db,
     domain::scopes::Role,
     error::Error,
-    http::problem::{documented, Failure},
+    http::{
+        fields,
+        problem::{documented, Failure},
+    },
     state::AppState,
 };
 
@@ -69,9 +72,10 @@ impl From<RoleName> for Role {
 #[derive(Object)]
 pub struct NewUser {
     /// Your email address; it becomes your login (case-insensitive).
+    #[oai(deserialize_with = "fields::email")]
     pub email: String,
     /// 8 to 128 characters.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "fields::password")]
     pub password: String,
 }
 

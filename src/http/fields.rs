@@ -1,0 +1,105 @@
+//! Strict parsing of JSON body fields, naming the field in every error.
+//!
+//! poem-openapi turns a JSON number or boolean into a `String` field (so
+//! `{"password": 12345678}` would be taken), and its missing-field errors do
+//! not say which field. Body fields that people type go through these instead.
+
+use poem_openapi::types::{ParseError, ParseResult};
+use serde_json::Value;
+
+/// The marker the error renderer looks for to list the field.
+pub const FIELD_MARKER: &str = "field `";
+
+fn required_string(field: &str, value: Option<Value>) -> ParseResult<String> {
+    match value {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(ParseError::custom(format!(
+            "{FIELD_MARKER}{field}` is required and must be a JSON string"
+        ))),
+        Some(_) => Err(ParseError::custom(format!(
+            "{FIELD_MARKER}{field}` must be a JSON string"
+        ))),
+    }
+}
+
+fn optional_string(field: &str, value: Option<Value>) -> ParseResult<Option<String>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ParseError::custom(format!(
+            "{FIELD_MARKER}{field}` must be a JSON string"
+        ))),
+    }
+}
+
+fn optional_bool(field: &str, value: Option<Value>) -> ParseResult<Option<bool>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(b)),
+        Some(_) => Err(ParseError::custom(format!(
+            "{FIELD_MARKER}{field}` must be true or false"
+        ))),
+    }
+}
+
+/// One parser per field, for `#[oai(deserialize_with = "…")]`, which passes
+/// only the value.
+macro_rules! field_parsers {
+    ($($parser:ident: $kind:ident $ty:ty = $field:literal;)*) => {
+        $(
+            pub fn $parser(value: Option<Value>) -> ParseResult<$ty> {
+                $kind($field, value)
+            }
+        )*
+    };
+}
+
+field_parsers! {
+    email: required_string String = "email";
+    password: required_string String = "password";
+    name: required_string String = "name";
+    title: required_string String = "title";
+    optional_title: optional_string Option<String> = "title";
+    completed: optional_bool Option<bool> = "completed";
+    disabled: optional_bool Option<bool> = "disabled";
+}
+
+/// The field an error names, and what it says of it.
+pub fn named_field(message: &str) -> Option<(&str, &str)> {
+    let start = message.find(FIELD_MARKER)?;
+    let rest = &message[start + FIELD_MARKER.len()..];
+    let (field, tail) = rest.split_once('`')?;
+    let description = tail
+        .split(" (occurred while parsing")
+        .next()
+        .unwrap_or(tail);
+    Some((field, description.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn only_a_json_string_is_a_string() {
+        assert_eq!(title(Some(json!("milk"))).unwrap(), "milk");
+        assert!(title(Some(json!(5))).is_err());
+        assert!(title(Some(json!(true))).is_err());
+        assert!(title(None).is_err());
+        assert_eq!(optional_title(None).unwrap(), None);
+        assert!(optional_title(Some(json!(1))).is_err());
+        assert!(completed(Some(json!("yes"))).is_err());
+    }
+
+    #[test]
+    fn errors_name_their_field() {
+        let message = title(None).unwrap_err().into_message();
+        assert_eq!(
+            named_field(&format!("{message} (occurred while parsing \"NewTodo\")")),
+            Some(("title", "is required and must be a JSON string"))
+        );
+        assert_eq!(named_field("no field here"), None);
+    }
+}

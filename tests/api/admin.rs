@@ -1,0 +1,610 @@
+//! The admin API: listing accounts, changing roles, disabling, the last-admin
+//! guard, and seeing and revoking anyone's keys.
+
+use std::collections::HashSet;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{
+    assert_oauth_error, assert_problem, spawn_app, www_authenticate, TestApp, TestUser,
+};
+
+fn admin_email() -> String {
+    format!("admin-{}@example.com", Uuid::now_v7().simple())
+}
+
+/// An admin account, created as `latchkey admin create` does, and a token
+/// from its password login (every scope, `admin` included).
+async fn admin_token(app: &TestApp) -> (Uuid, String) {
+    let email = admin_email();
+    let id = app.create_admin(&email).await;
+    (id, app.login(&email).await)
+}
+
+/// The id `POST /users` gave a freshly registered user, found through the
+/// admin listing.
+async fn user_id(app: &TestApp, admin: &str, email: &str) -> String {
+    let page: Value = app
+        .get(admin, "/admin/users?limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == email)
+        .unwrap_or_else(|| panic!("{email} is listed"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn scope_set(scope: &str) -> HashSet<&str> {
+    scope.split(' ').filter(|s| !s.is_empty()).collect()
+}
+
+fn admin_challenge() -> &'static str {
+    r#"Bearer realm="latchkey", error="insufficient_scope", scope="admin""#
+}
+
+// ---- listing accounts ----
+
+#[tokio::test]
+async fn list_users_pages_through_every_account() {
+    // Arrange
+    let app = spawn_app().await;
+    let admin_email = admin_email();
+    app.create_admin(&admin_email).await;
+    let admin = app.login(&admin_email).await;
+    let mut expected = vec![admin_email];
+    for _ in 0..4 {
+        expected.push(TestUser::generate().register(&app).await.email);
+    }
+
+    // Act
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    let mut query = "?limit=2".to_owned();
+    loop {
+        let resp = app.get(&admin, &format!("/admin/users{query}")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let page: Value = resp.json().await.unwrap();
+        pages += 1;
+        for user in page["items"].as_array().unwrap() {
+            let mut fields: Vec<_> = user.as_object().unwrap().keys().cloned().collect();
+            fields.sort();
+            assert_eq!(fields, ["created_at", "disabled", "email", "id", "role"]);
+            seen.push(user["email"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("?limit=2&cursor={cursor}"),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+
+    // Assert: oldest first, each once, in three pages of 2, 2 and 1.
+    assert_eq!(pages, 3);
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn list_users_shows_roles_and_never_password_hashes() {
+    // Arrange
+    let app = spawn_app().await;
+    let (admin_id, admin) = admin_token(&app).await;
+    let user = TestUser::generate().register(&app).await;
+
+    // Act
+    let resp = app.get(&admin, "/admin/users").await;
+
+    // Assert
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("argon2"), "{text}");
+    assert!(!text.contains("password"), "{text}");
+    let page: Value = serde_json::from_str(&text).unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["id"], admin_id.to_string());
+    assert_eq!(items[0]["role"], "admin");
+    assert_eq!(items[1]["email"], user.email);
+    assert_eq!(items[1]["role"], "user");
+    assert_eq!(items[1]["disabled"], false);
+    assert!(page["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn list_users_rejects_a_bad_limit_or_cursor_with_422() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, admin) = admin_token(&app).await;
+
+    // Act
+    let limit = app.get(&admin, "/admin/users?limit=101").await;
+    let cursor = app.get(&admin, "/admin/users?cursor=garbage").await;
+
+    // Assert
+    let problem = assert_problem(limit, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(problem["errors"][0]["field"], "limit");
+    let problem = assert_problem(cursor, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(problem["errors"][0]["field"], "cursor");
+}
+
+#[tokio::test]
+async fn a_user_without_the_admin_scope_gets_403_insufficient_scope() {
+    // Arrange
+    let app = spawn_app().await;
+    let (admin_id, _) = admin_token(&app).await;
+    let user = TestUser::generate().register(&app).await.login(&app).await;
+    let requests = [
+        app.client.get(app.url("/admin/users")),
+        app.client
+            .patch(app.url(&format!("/admin/users/{admin_id}")))
+            .json(&json!({ "role": "user" })),
+        app.client
+            .get(app.url(&format!("/admin/users/{admin_id}/keys"))),
+        app.client
+            .delete(app.url(&format!("/admin/keys/{}", Uuid::now_v7()))),
+    ];
+
+    for request in requests {
+        // Act
+        let resp = request.bearer_auth(&user).send().await.unwrap();
+
+        // Assert
+        assert_eq!(www_authenticate(&resp).as_deref(), Some(admin_challenge()));
+        let problem = assert_problem(resp, StatusCode::FORBIDDEN).await;
+        assert!(problem["detail"].as_str().unwrap().contains("admin"));
+    }
+}
+
+#[tokio::test]
+async fn an_admin_token_without_the_admin_scope_gets_403() {
+    // Arrange
+    let app = spawn_app().await;
+    let email = admin_email();
+    app.create_admin(&email).await;
+    let resp = app
+        .token_request(&[
+            ("grant_type", "password"),
+            ("username", &email),
+            ("password", crate::helpers::PASSWORD),
+            ("scope", "todos:read keys:manage"),
+        ])
+        .await;
+    let narrowed = crate::helpers::access_token(resp).await;
+
+    // Act
+    let resp = app.get(&narrowed, "/admin/users").await;
+
+    // Assert
+    assert_eq!(www_authenticate(&resp).as_deref(), Some(admin_challenge()));
+    assert_problem(resp, StatusCode::FORBIDDEN).await;
+}
+
+#[tokio::test]
+async fn admin_endpoints_without_a_token_are_401() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app
+        .client
+        .get(app.url("/admin/users"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(
+        www_authenticate(&resp).as_deref(),
+        Some(r#"Bearer realm="latchkey""#)
+    );
+    assert_problem(resp, StatusCode::UNAUTHORIZED).await;
+}
+
+// ---- changing accounts ----
+
+#[tokio::test]
+async fn patch_user_changes_role_and_disabled_and_returns_the_account() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, admin) = admin_token(&app).await;
+    let user = TestUser::generate().register(&app).await;
+    let id = user_id(&app, &admin, &user.email).await;
+    let path = format!("/admin/users/{id}");
+
+    // Act
+    let promoted = app.patch(&admin, &path, json!({ "role": "admin" })).await;
+    assert_eq!(promoted.status(), StatusCode::OK);
+    let promoted: Value = promoted.json().await.unwrap();
+    let disabled = app.patch(&admin, &path, json!({ "disabled": true })).await;
+    assert_eq!(disabled.status(), StatusCode::OK);
+    let disabled: Value = disabled.json().await.unwrap();
+
+    // Assert
+    assert_eq!(promoted["id"], id);
+    assert_eq!(promoted["email"], user.email);
+    assert_eq!(promoted["role"], "admin");
+    assert_eq!(promoted["disabled"], false);
+    assert_eq!(disabled["role"], "admin", "a partial update keeps the role");
+    assert_eq!(disabled["disabled"], true);
+    assert_eq!(disabled["created_at"], promoted["created_at"]);
+    // A disabled account cannot log in.
+    let login = app.login_response(&user.email, &user.password).await;
+    assert_oauth_error(login, StatusCode::BAD_REQUEST, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn disabling_a_user_stops_their_keys_exchanging_at_once() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, admin) = admin_token(&app).await;
+    let user = TestUser::generate().register(&app).await;
+    let key = app
+        .create_key(&user.login(&app).await, json!({ "name": "ci" }))
+        .await;
+    app.exchange(&key).await;
+    let id = user_id(&app, &admin, &user.email).await;
+
+    // Act
+    let resp = app
+        .patch(
+            &admin,
+            &format!("/admin/users/{id}"),
+            json!({ "disabled": true }),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let exchange = app.exchange_response(&key.id, &key.key).await;
+
+    // Assert
+    assert_oauth_error(exchange, StatusCode::UNAUTHORIZED, "invalid_client").await;
+
+    // And re-enabling lets the key work again.
+    let resp = app
+        .patch(
+            &admin,
+            &format!("/admin/users/{id}"),
+            json!({ "disabled": false }),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    app.exchange(&key).await;
+}
+
+#[tokio::test]
+async fn patch_an_unknown_user_is_404() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, admin) = admin_token(&app).await;
+
+    // Act
+    let resp = app
+        .patch(
+            &admin,
+            &format!("/admin/users/{}", Uuid::now_v7()),
+            json!({ "disabled": true }),
+        )
+        .await;
+
+    // Assert
+    assert_problem(resp, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn patch_user_with_an_unknown_role_is_a_400_problem() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, admin) = admin_token(&app).await;
+    let user = TestUser::generate().register(&app).await;
+    let id = user_id(&app, &admin, &user.email).await;
+
+    // Act
+    let resp = app
+        .patch(
+            &admin,
+            &format!("/admin/users/{id}"),
+            json!({ "role": "superuser" }),
+        )
+        .await;
+
+    // Assert
+    assert_problem(resp, StatusCode::BAD_REQUEST).await;
+    let page: Value = app.get(&admin, "/admin/users").await.json().await.unwrap();
+    assert_eq!(page["items"][1]["role"], "user");
+}
+
+#[tokio::test]
+async fn the_last_active_admin_cannot_demote_or_disable_themselves() {
+    // Arrange
+    let app = spawn_app().await;
+    let (id, admin) = admin_token(&app).await;
+    let path = format!("/admin/users/{id}");
+
+    for body in [
+        json!({ "role": "user" }),
+        json!({ "disabled": true }),
+        json!({ "role": "user", "disabled": true }),
+    ] {
+        // Act
+        let resp = app.patch(&admin, &path, body.clone()).await;
+
+        // Assert
+        let problem = assert_problem(resp, StatusCode::CONFLICT).await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("admin"),
+            "{body}: {problem}"
+        );
+    }
+    let page: Value = app.get(&admin, "/admin/users").await.json().await.unwrap();
+    assert_eq!(page["items"][0]["role"], "admin");
+    assert_eq!(page["items"][0]["disabled"], false);
+    // A no-op change of the last admin is fine.
+    let resp = app
+        .patch(&admin, &path, json!({ "role": "admin", "disabled": false }))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_disabled_second_admin_does_not_count_as_an_active_admin() {
+    // Arrange
+    let app = spawn_app().await;
+    let (first, admin) = admin_token(&app).await;
+    let (second, _) = admin_token(&app).await;
+    let resp = app
+        .patch(
+            &admin,
+            &format!("/admin/users/{second}"),
+            json!({ "disabled": true }),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Act
+    let resp = app
+        .patch(
+            &admin,
+            &format!("/admin/users/{first}"),
+            json!({ "role": "user" }),
+        )
+        .await;
+
+    // Assert
+    assert_problem(resp, StatusCode::CONFLICT).await;
+}
+
+#[tokio::test]
+async fn with_two_admins_one_can_demote_the_other_but_not_then_itself() {
+    // Arrange
+    let app = spawn_app().await;
+    let (first, first_token) = admin_token(&app).await;
+    let (second, _) = admin_token(&app).await;
+
+    // Act
+    let resp = app
+        .patch(
+            &first_token,
+            &format!("/admin/users/{second}"),
+            json!({ "role": "user" }),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["id"], second.to_string());
+    assert_eq!(body["role"], "user");
+    // The first is now the last admin.
+    let resp = app
+        .patch(
+            &first_token,
+            &format!("/admin/users/{first}"),
+            json!({ "role": "user" }),
+        )
+        .await;
+    assert_problem(resp, StatusCode::CONFLICT).await;
+    // The demoted admin's token still says admin until it expires (no lookup
+    // per request: the design's trade), but a new login does not.
+    let email = body["email"].as_str().unwrap();
+    let resp = app
+        .token_request(&[
+            ("grant_type", "password"),
+            ("username", email),
+            ("password", crate::helpers::PASSWORD),
+            ("scope", "admin"),
+        ])
+        .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
+    let fresh = app.login(email).await;
+    let resp = app.get(&fresh, "/admin/users").await;
+    assert_problem(resp, StatusCode::FORBIDDEN).await;
+}
+
+// ---- anyone's keys ----
+
+#[tokio::test]
+async fn list_user_keys_shows_that_user_s_keys_without_plaintext() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, admin) = admin_token(&app).await;
+    let owner = TestUser::generate().register(&app).await;
+    let owner_token = owner.login(&app).await;
+    let first = app
+        .create_key(&owner_token, json!({ "name": "laptop" }))
+        .await;
+    let second = app
+        .create_key(
+            &owner_token,
+            json!({ "name": "ci", "scopes": ["todos:read"] }),
+        )
+        .await;
+    // Someone else's key must not show up.
+    let other = TestUser::generate().register(&app).await.login(&app).await;
+    let others_key = app.create_key(&other, json!({ "name": "other" })).await;
+    let id = user_id(&app, &admin, &owner.email).await;
+
+    // Act
+    let resp = app.get(&admin, &format!("/admin/users/{id}/keys")).await;
+
+    // Assert
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    for key in [&first, &second, &others_key] {
+        assert!(!text.contains(&key.key), "a key's plaintext is listed");
+    }
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let items = body["items"].as_array().unwrap();
+    let ids: Vec<_> = items.iter().map(|k| k["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [first.id.as_str(), second.id.as_str()]);
+    for (item, key) in items.iter().zip([&first, &second]) {
+        assert!(item.get("key").is_none());
+        assert_eq!(item["name"], key.body["name"]);
+        assert_eq!(item["hint"], key.body["hint"]);
+        assert_eq!(item["scopes"], key.body["scopes"]);
+        assert!(item["revoked_at"].is_null());
+    }
+    assert_eq!(items[1]["scopes"], json!(["todos:read"]));
+}
+
+#[tokio::test]
+async fn list_user_keys_for_an_unknown_user_is_404() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, admin) = admin_token(&app).await;
+
+    // Act
+    let resp = app
+        .get(&admin, &format!("/admin/users/{}/keys", Uuid::now_v7()))
+        .await;
+
+    // Assert
+    assert_problem(resp, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn list_user_keys_for_a_user_without_keys_is_empty() {
+    // Arrange
+    let app = spawn_app().await;
+    let (admin_id, admin) = admin_token(&app).await;
+
+    // Act
+    let resp = app
+        .get(&admin, &format!("/admin/users/{admin_id}/keys"))
+        .await;
+
+    // Assert
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({ "items": [] }));
+}
+
+#[tokio::test]
+async fn admin_revoke_key_is_204_twice_and_the_key_stops_exchanging() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, admin) = admin_token(&app).await;
+    let owner = TestUser::generate().register(&app).await;
+    let key = app
+        .create_key(&owner.login(&app).await, json!({ "name": "leaked" }))
+        .await;
+    app.exchange(&key).await;
+    let path = format!("/admin/keys/{}", key.id);
+
+    // Act
+    let first = app.delete(&admin, &path).await;
+    let second = app.delete(&admin, &path).await;
+
+    // Assert
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+    assert!(first.bytes().await.unwrap().is_empty());
+    assert_eq!(second.status(), StatusCode::NO_CONTENT);
+    let exchange = app.exchange_response(&key.id, &key.key).await;
+    assert_oauth_error(exchange, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    // The row stays, with its revocation time.
+    let id = user_id(&app, &admin, &owner.email).await;
+    let keys: Value = app
+        .get(&admin, &format!("/admin/users/{id}/keys"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys["items"][0]["id"], key.id.as_str());
+    assert!(keys["items"][0]["revoked_at"].is_string());
+}
+
+#[tokio::test]
+async fn admin_revoke_of_an_unknown_key_is_404() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, admin) = admin_token(&app).await;
+
+    // Act
+    let resp = app
+        .delete(&admin, &format!("/admin/keys/{}", Uuid::now_v7()))
+        .await;
+
+    // Assert
+    assert_problem(resp, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn a_demoted_admin_s_key_no_longer_grants_the_admin_scope() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, first) = admin_token(&app).await;
+    let second_email = admin_email();
+    let second = app.create_admin(&second_email).await;
+    let second_token = app.login(&second_email).await;
+    let key = app
+        .create_key(
+            &second_token,
+            json!({ "name": "ops", "scopes": ["admin", "todos:read"] }),
+        )
+        .await;
+    let before = app.exchange_response(&key.id, &key.key).await;
+    assert_eq!(before.status(), StatusCode::OK);
+    let before: Value = before.json().await.unwrap();
+    assert_eq!(
+        scope_set(before["scope"].as_str().unwrap()),
+        HashSet::from(["admin", "todos:read"])
+    );
+
+    // Act
+    let resp = app
+        .patch(
+            &first,
+            &format!("/admin/users/{second}"),
+            json!({ "role": "user" }),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let after = app.exchange_response(&key.id, &key.key).await;
+
+    // Assert
+    assert_eq!(after.status(), StatusCode::OK);
+    let after: Value = after.json().await.unwrap();
+    assert_eq!(
+        scope_set(after["scope"].as_str().unwrap()),
+        HashSet::from(["todos:read"])
+    );
+    let token = after["access_token"].as_str().unwrap();
+    let resp = app.get(token, "/admin/users").await;
+    assert_eq!(www_authenticate(&resp).as_deref(), Some(admin_challenge()));
+    assert_problem(resp, StatusCode::FORBIDDEN).await;
+    // Asking for the lost scope explicitly is refused.
+    let resp = app
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &key.id),
+            ("client_secret", &key.key),
+            ("scope", "admin"),
+        ])
+        .await;
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
+}

@@ -1,0 +1,460 @@
+//! Access tokens: their shape (RFC 9068), `GET /me`, and forged or broken
+//! tokens against the bearer-protected API (RFC 6750).
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{
+    assert_problem, spawn_app, spawn_app_with, www_authenticate, TestApp, TestUser,
+};
+
+const SECRET: &str = "an-hs256-secret-for-tests-0123456789abcdef";
+const ISSUER: &str = "http://issuer.test";
+
+/// An app whose signing secret and issuer the test knows.
+async fn spawn_app_with_known_secret() -> TestApp {
+    spawn_app_with(|c| {
+        c.jwt_secret = Some(SECRET.into());
+        c.issuer = Some(ISSUER.into());
+    })
+    .await
+}
+
+/// A real login token for a new user, with every scope a user may hold.
+async fn real_token(app: &TestApp) -> String {
+    TestUser::generate().register(app).await.login(app).await
+}
+
+fn decode_segment(segment: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+}
+
+fn encode_segment(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+/// A token's header and claims, as JSON, read without verifying anything.
+fn parts(token: &str) -> (Value, Value) {
+    let segments: Vec<&str> = token.split('.').collect();
+    assert_eq!(segments.len(), 3, "a JWT: {token}");
+    (decode_segment(segments[0]), decode_segment(segments[1]))
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .unwrap()
+        .kid
+        .expect("tokens carry a kid")
+}
+
+/// Signs `claims` with the header the server uses, but the given algorithm and secret.
+fn sign(claims: &Value, alg: Algorithm, secret: &[u8], kid: &str) -> String {
+    let mut header = Header::new(alg);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+/// The claims of a real token, re-dated to now, ready to be changed and re-signed.
+fn fresh_claims(real: &str) -> Value {
+    let (_, mut claims) = parts(real);
+    let now = Utc::now().timestamp();
+    claims["iat"] = json!(now);
+    claims["exp"] = json!(now + 60);
+    claims["jti"] = json!(Uuid::now_v7());
+    claims
+}
+
+/// Asserts an RFC 6750 `invalid_token` answer with a problem+json body.
+async fn assert_invalid_token(resp: Response) {
+    let challenge = www_authenticate(&resp).expect("a WWW-Authenticate header");
+    assert!(
+        challenge.starts_with(r#"Bearer realm="latchkey""#),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+    assert_problem(resp, StatusCode::UNAUTHORIZED).await;
+}
+
+/// Sends `token` to both a read-only endpoint and the Todo API: each must refuse it.
+async fn assert_refused_everywhere(app: &TestApp, token: &str) {
+    assert_invalid_token(app.get(token, "/me").await).await;
+    assert_invalid_token(app.get(token, "/todos").await).await;
+}
+
+// ---- a token's shape ----
+
+#[tokio::test]
+async fn an_access_token_is_an_rfc_9068_jwt() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate();
+    let registered: Value = app
+        .register(&user.email, &user.password)
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    // Act
+    let token = user.login(&app).await;
+
+    // Assert
+    let (header, claims) = parts(&token);
+    assert_eq!(header["alg"], "HS256");
+    assert_eq!(header["typ"], "at+jwt");
+    assert!(!header["kid"].as_str().unwrap().is_empty());
+    assert_eq!(claims["iss"], app.base);
+    assert_eq!(claims["aud"], "latchkey");
+    assert_eq!(claims["sub"], registered["id"]);
+    let iat = claims["iat"].as_i64().unwrap();
+    assert!((iat - Utc::now().timestamp()).abs() <= 5, "{iat}");
+    assert_eq!(claims["exp"].as_i64().unwrap(), iat + 60);
+    Uuid::parse_str(claims["jti"].as_str().unwrap()).expect("jti is a UUID");
+    assert_eq!(claims["client_id"], "password");
+    assert_eq!(claims["scope"], "todos:read todos:write keys:manage");
+    assert_eq!(claims["role"], "user");
+}
+
+#[tokio::test]
+async fn each_token_has_its_own_jti() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate().register(&app).await;
+
+    // Act
+    let first = user.login(&app).await;
+    let second = user.login(&app).await;
+
+    // Assert
+    assert_ne!(parts(&first).1["jti"], parts(&second).1["jti"]);
+}
+
+// ---- GET /me ----
+
+#[tokio::test]
+async fn me_returns_a_login_token_s_claims() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate();
+    let registered: Value = app
+        .register(&user.email, &user.password)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = user.login(&app).await;
+
+    // Act
+    let resp = app.get(&token, "/me").await;
+
+    // Assert
+    assert_eq!(resp.status(), StatusCode::OK);
+    let me: Value = resp.json().await.unwrap();
+    let mut fields: Vec<&str> = me.as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "client_id",
+            "expires_at",
+            "issued_at",
+            "role",
+            "scopes",
+            "user_id"
+        ]
+    );
+    assert_eq!(me["user_id"], registered["id"]);
+    assert_eq!(me["role"], "user");
+    assert_eq!(
+        me["scopes"],
+        json!(["todos:read", "todos:write", "keys:manage"])
+    );
+    assert_eq!(me["client_id"], "password");
+    let issued_at: DateTime<Utc> = me["issued_at"].as_str().unwrap().parse().unwrap();
+    let expires_at: DateTime<Utc> = me["expires_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!((expires_at - issued_at).num_seconds(), 60);
+    assert!((issued_at - Utc::now()).num_seconds().abs() <= 5);
+    let (_, claims) = parts(&token);
+    assert_eq!(issued_at.timestamp(), claims["iat"].as_i64().unwrap());
+}
+
+#[tokio::test]
+async fn me_names_the_key_a_token_came_from() {
+    // Arrange
+    let app = spawn_app().await;
+    let token = real_token(&app).await;
+    let key = app
+        .create_key(&token, json!({ "name": "ci", "scopes": ["todos:read"] }))
+        .await;
+    let key_token = app.exchange(&key).await;
+
+    // Act
+    let resp = app.get(&key_token, "/me").await;
+
+    // Assert
+    assert_eq!(resp.status(), StatusCode::OK);
+    let me: Value = resp.json().await.unwrap();
+    assert_eq!(me["client_id"], key.id);
+    assert_eq!(me["scopes"], json!(["todos:read"]));
+    assert_eq!(me["role"], "user");
+}
+
+// ---- missing token and missing scope ----
+
+#[tokio::test]
+async fn a_request_without_a_token_gets_a_bare_bearer_challenge() {
+    // Arrange
+    let app = spawn_app().await;
+
+    for path in ["/me", "/todos", "/keys"] {
+        // Act
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+
+        // Assert
+        assert_eq!(
+            www_authenticate(&resp).as_deref(),
+            Some(r#"Bearer realm="latchkey""#),
+            "{path}"
+        );
+        assert_problem(resp, StatusCode::UNAUTHORIZED).await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_without_the_needed_scope_gets_insufficient_scope() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate().register(&app).await;
+    let resp = app
+        .token_request(&[
+            ("grant_type", "password"),
+            ("username", &user.email),
+            ("password", &user.password),
+            ("scope", "todos:read"),
+        ])
+        .await;
+    let read_only = crate::helpers::access_token(resp).await;
+
+    // Act
+    let resp = app
+        .post(&read_only, "/todos", json!({ "title": "buy milk" }))
+        .await;
+
+    // Assert
+    let challenge = www_authenticate(&resp).expect("a WWW-Authenticate header");
+    assert!(
+        challenge.starts_with(r#"Bearer realm="latchkey""#),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert!(challenge.contains(r#"scope="todos:write""#), "{challenge}");
+    let problem = assert_problem(resp, StatusCode::FORBIDDEN).await;
+    assert!(problem["detail"].as_str().unwrap().contains("todos:write"));
+    let list = app.get(&read_only, "/todos").await;
+    assert_eq!(list.status(), StatusCode::OK);
+    assert_eq!(list.json::<Value>().await.unwrap()["items"], json!([]));
+}
+
+// ---- forged and broken tokens ----
+
+#[tokio::test]
+async fn a_hand_signed_token_with_the_real_secret_is_accepted() {
+    // Arrange
+    let app = spawn_app_with_known_secret().await;
+    let real = real_token(&app).await;
+    let claims = fresh_claims(&real);
+    assert_eq!(claims["iss"], ISSUER);
+    let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
+
+    // Act
+    let me = app.get(&forged, "/me").await;
+    let todos = app.get(&forged, "/todos").await;
+
+    // Assert
+    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(me.json::<Value>().await.unwrap()["user_id"], claims["sub"]);
+    assert_eq!(todos.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_token_with_alg_none_is_refused() {
+    // Arrange
+    let app = spawn_app_with_known_secret().await;
+    let real = real_token(&app).await;
+    let header = json!({ "alg": "none", "typ": "at+jwt", "kid": kid_of(&real) });
+    let claims = fresh_claims(&real);
+    let unsigned = format!("{}.{}.", encode_segment(&header), encode_segment(&claims));
+
+    // Act and Assert
+    assert_refused_everywhere(&app, &unsigned).await;
+}
+
+#[tokio::test]
+async fn a_token_signed_with_another_secret_is_refused() {
+    // Arrange
+    let app = spawn_app_with_known_secret().await;
+    let real = real_token(&app).await;
+    let forged = sign(
+        &fresh_claims(&real),
+        Algorithm::HS256,
+        b"not-the-server-secret-but-just-as-long-0123",
+        &kid_of(&real),
+    );
+
+    // Act and Assert
+    assert_refused_everywhere(&app, &forged).await;
+}
+
+#[tokio::test]
+async fn a_token_signed_with_hs512_and_the_right_secret_is_refused() {
+    // Arrange
+    let app = spawn_app_with_known_secret().await;
+    let real = real_token(&app).await;
+    let forged = sign(
+        &fresh_claims(&real),
+        Algorithm::HS512,
+        SECRET.as_bytes(),
+        &kid_of(&real),
+    );
+
+    // Act and Assert
+    assert_refused_everywhere(&app, &forged).await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    // Arrange
+    let app = spawn_app_with_known_secret().await;
+    let real = real_token(&app).await;
+    let mut claims = fresh_claims(&real);
+    let ten_minutes_ago = Utc::now().timestamp() - 600;
+    claims["iat"] = json!(ten_minutes_ago - 60);
+    claims["exp"] = json!(ten_minutes_ago);
+    let expired = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
+
+    // Act
+    let resp = app.get(&expired, "/me").await;
+
+    // Assert
+    let challenge = www_authenticate(&resp).unwrap();
+    assert!(challenge.contains("expired"), "{challenge}");
+    assert_invalid_token(resp).await;
+    assert_refused_everywhere(&app, &expired).await;
+}
+
+#[tokio::test]
+async fn a_token_expired_beyond_the_leeway_is_refused() {
+    // Arrange: the library's default leeway is 60 s; the server's must be a few seconds.
+    let app = spawn_app_with_known_secret().await;
+    let real = real_token(&app).await;
+    let mut claims = fresh_claims(&real);
+    let now = Utc::now().timestamp();
+    claims["iat"] = json!(now - 90);
+    claims["exp"] = json!(now - 30);
+    let expired = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
+
+    // Act and Assert
+    assert_refused_everywhere(&app, &expired).await;
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_refused() {
+    // Arrange
+    let app = spawn_app_with_known_secret().await;
+    let real = real_token(&app).await;
+    let mut claims = fresh_claims(&real);
+    claims["aud"] = json!("another-service");
+    let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
+
+    // Act and Assert
+    assert_refused_everywhere(&app, &forged).await;
+}
+
+#[tokio::test]
+async fn a_token_from_another_issuer_is_refused() {
+    // Arrange
+    let app = spawn_app_with_known_secret().await;
+    let real = real_token(&app).await;
+    let mut claims = fresh_claims(&real);
+    claims["iss"] = json!("http://evil.test");
+    let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
+
+    // Act and Assert
+    assert_refused_everywhere(&app, &forged).await;
+}
+
+#[tokio::test]
+async fn a_token_without_sub_is_refused() {
+    // Arrange
+    let app = spawn_app_with_known_secret().await;
+    let real = real_token(&app).await;
+    let mut claims = fresh_claims(&real);
+    claims.as_object_mut().unwrap().remove("sub");
+    let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
+
+    // Act and Assert
+    assert_refused_everywhere(&app, &forged).await;
+}
+
+#[tokio::test]
+async fn a_token_without_the_at_jwt_type_is_refused() {
+    // Arrange
+    let app = spawn_app_with_known_secret().await;
+    let real = real_token(&app).await;
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid_of(&real));
+    let forged = jsonwebtoken::encode(
+        &header,
+        &fresh_claims(&real),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+
+    // Act and Assert
+    assert_refused_everywhere(&app, &forged).await;
+}
+
+#[tokio::test]
+async fn a_token_with_a_tampered_payload_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let real = real_token(&app).await;
+    let segments: Vec<&str> = real.split('.').collect();
+    let mut claims = decode_segment(segments[1]);
+    claims["scope"] = json!("todos:read todos:write keys:manage admin");
+    claims["role"] = json!("admin");
+    let tampered = format!(
+        "{}.{}.{}",
+        segments[0],
+        encode_segment(&claims),
+        segments[2]
+    );
+    assert_eq!(app.get(&real, "/me").await.status(), StatusCode::OK);
+
+    // Act and Assert
+    assert_refused_everywhere(&app, &tampered).await;
+    let admin = app.get(&tampered, "/admin/users").await;
+    assert_invalid_token(admin).await;
+}
+
+#[tokio::test]
+async fn a_garbage_bearer_token_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+
+    for garbage in ["garbage", "a.b.c", "eyJhbGciOiJIUzI1NiJ9..", "lk_notatoken"] {
+        // Act and Assert
+        assert_refused_everywhere(&app, garbage).await;
+    }
+}

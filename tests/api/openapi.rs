@@ -1,0 +1,479 @@
+//! The OpenAPI document: committed copy up to date, served copies identical,
+//! every operation documented, the security schemes that let Swagger UI,
+//! Postman and Insomnia fetch tokens, and Swagger UI itself.
+
+use std::collections::{BTreeSet, HashSet};
+
+use poem_openapi::{types::ParseFromYAML, Object};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{assert_problem, spawn_app};
+
+const REGENERATE: &str = "regenerate it with `cargo run -- openapi > openapi/openapi.json` \
+                          and `cargo run -- openapi --format yaml > openapi/openapi.yaml`";
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Every operation of the design's HTTP contract.
+const CONTRACT: [(&str, &str); 18] = [
+    ("post", "/users"),
+    ("post", "/auth/token"),
+    ("get", "/me"),
+    ("get", "/keys"),
+    ("post", "/keys"),
+    ("get", "/keys/{id}"),
+    ("delete", "/keys/{id}"),
+    ("get", "/todos"),
+    ("post", "/todos"),
+    ("get", "/todos/{id}"),
+    ("patch", "/todos/{id}"),
+    ("delete", "/todos/{id}"),
+    ("get", "/admin/users"),
+    ("patch", "/admin/users/{id}"),
+    ("get", "/admin/users/{id}/keys"),
+    ("delete", "/admin/keys/{id}"),
+    ("get", "/health"),
+    ("get", "/ready"),
+];
+
+/// The operations anyone may call without a token.
+const PUBLIC: [(&str, &str); 4] = [
+    ("post", "/users"),
+    ("post", "/auth/token"),
+    ("get", "/health"),
+    ("get", "/ready"),
+];
+
+/// The four scopes the design names.
+const SCOPES: [&str; 4] = ["todos:read", "todos:write", "keys:manage", "admin"];
+
+fn committed(file: &str) -> String {
+    let path = format!("{}/openapi/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}; {REGENERATE}"))
+}
+
+/// The first line where two texts differ, to point at the stale part.
+fn first_difference(a: &str, b: &str) -> String {
+    a.lines()
+        .zip(b.lines())
+        .enumerate()
+        .find(|(_, (x, y))| x != y)
+        .map(|(n, (x, y))| format!("line {}: committed {x:?}, generated {y:?}", n + 1))
+        .unwrap_or_else(|| "one is a prefix of the other".to_owned())
+}
+
+fn spec() -> Value {
+    serde_json::from_str(&latchkey::http::spec_json()).expect("the spec is JSON")
+}
+
+/// Every operation as (method, path, operation).
+fn operations(spec: &Value) -> Vec<(String, String, Value)> {
+    let mut ops = Vec::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().unwrap() {
+            if METHODS.contains(&method.as_str()) {
+                ops.push((method.clone(), path.clone(), op.clone()));
+            }
+        }
+    }
+    ops
+}
+
+/// The top level of an OpenAPI document, so the YAML can be parsed with the
+/// YAML reader poem-openapi already carries (no extra dependency).
+#[derive(Debug, Object)]
+struct YamlDocument {
+    openapi: String,
+    info: Value,
+    servers: Option<Value>,
+    tags: Option<Value>,
+    paths: Value,
+    components: Option<Value>,
+}
+
+// ---- the committed spec ----
+
+#[test]
+fn the_committed_openapi_json_is_up_to_date() {
+    // Arrange
+    let generated = latchkey::http::spec_json();
+
+    // Act
+    let committed = committed("openapi.json");
+
+    // Assert
+    assert!(
+        committed.trim() == generated.trim(),
+        "openapi/openapi.json is stale ({}); {REGENERATE}",
+        first_difference(committed.trim(), generated.trim())
+    );
+    assert!(
+        committed.ends_with('\n'),
+        "openapi/openapi.json should end with the newline `latchkey openapi` prints; {REGENERATE}"
+    );
+}
+
+#[test]
+fn the_committed_openapi_yaml_is_up_to_date() {
+    // Arrange
+    let generated = latchkey::http::spec_yaml();
+
+    // Act
+    let committed = committed("openapi.yaml");
+
+    // Assert
+    assert!(
+        committed.trim() == generated.trim(),
+        "openapi/openapi.yaml is stale ({}); {REGENERATE}",
+        first_difference(committed.trim(), generated.trim())
+    );
+}
+
+// ---- the served spec ----
+
+#[tokio::test]
+async fn get_openapi_json_serves_the_generated_spec() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(resp.text().await.unwrap(), latchkey::http::spec_json());
+}
+
+#[tokio::test]
+async fn get_openapi_yaml_serves_yaml_that_parses_to_the_same_document() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app
+        .client
+        .get(app.url("/openapi.yaml"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/yaml"));
+    let text = resp.text().await.unwrap();
+    assert_eq!(text, latchkey::http::spec_yaml());
+    let doc = YamlDocument::parse_from_yaml_string(&text)
+        .unwrap_or_else(|e| panic!("/openapi.yaml does not parse: {}", e.message()));
+    let json = spec();
+    let top: BTreeSet<_> = json.as_object().unwrap().keys().cloned().collect();
+    assert!(
+        top.is_subset(
+            &["openapi", "info", "servers", "tags", "paths", "components"]
+                .map(String::from)
+                .into()
+        ),
+        "the JSON spec has top-level keys the YAML check does not compare: {top:?}"
+    );
+    assert_eq!(doc.openapi, json["openapi"]);
+    assert!(doc.openapi.starts_with("3."));
+    assert_eq!(doc.info, json["info"]);
+    assert_eq!(doc.servers.unwrap_or(Value::Null), json["servers"]);
+    assert_eq!(doc.tags.unwrap_or(Value::Null), json["tags"]);
+    assert_eq!(doc.paths, json["paths"]);
+    assert_eq!(doc.components.unwrap_or(Value::Null), json["components"]);
+}
+
+// ---- what every operation documents ----
+
+#[test]
+fn the_spec_has_every_contract_operation_each_with_an_id_a_tag_and_a_summary() {
+    // Arrange
+    let spec = spec();
+    let declared_tags: HashSet<_> = spec["tags"]
+        .as_array()
+        .expect("the spec declares its tags")
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    let mut ids = HashSet::new();
+
+    // Act
+    let ops = operations(&spec);
+
+    // Assert
+    let found: BTreeSet<_> = ops
+        .iter()
+        .map(|(method, path, _)| (method.as_str(), path.as_str()))
+        .collect();
+    assert_eq!(found, BTreeSet::from(CONTRACT), "the spec's operations");
+    for (method, path, op) in &ops {
+        let id = op["operationId"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "{method} {path} has no operationId");
+        assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
+        let tags = op["tags"].as_array().map(Vec::as_slice).unwrap_or_default();
+        assert!(!tags.is_empty(), "{method} {path} has no tag");
+        for tag in tags {
+            assert!(
+                declared_tags.contains(tag.as_str().unwrap()),
+                "{method} {path}: tag {tag} is not declared"
+            );
+        }
+        let summary = op["summary"].as_str().unwrap_or_default();
+        assert!(!summary.trim().is_empty(), "{method} {path} has no summary");
+    }
+}
+
+#[test]
+fn every_operation_documents_an_error_response() {
+    // Arrange
+    let spec = spec();
+    // Liveness answers 200 whenever the process can answer at all; it has no
+    // error of its own to document.
+    let exempt = [("get", "/health")];
+
+    // Act
+    let ops = operations(&spec);
+
+    // Assert
+    for (method, path, op) in &ops {
+        if exempt.contains(&(method.as_str(), path.as_str())) {
+            continue;
+        }
+        let responses = op["responses"].as_object().unwrap();
+        let errors: Vec<_> = responses
+            .keys()
+            .filter(|s| s.starts_with('4') || s.starts_with('5'))
+            .collect();
+        assert!(
+            !errors.is_empty(),
+            "{method} {path} documents no 4xx/5xx response"
+        );
+        for status in errors {
+            let response = &responses[status];
+            assert!(
+                !response["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .is_empty(),
+                "{method} {path} {status} has no description"
+            );
+            // The token endpoint answers RFC 6749 bodies; everything else
+            // RFC 9457 problems.
+            let content = response["content"].as_object().unwrap();
+            if path == "/auth/token" {
+                assert!(content.keys().all(|c| c.starts_with("application/json")));
+            } else {
+                assert!(
+                    content.contains_key("application/problem+json"),
+                    "{method} {path} {status} is not documented as problem+json"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_operation_but_the_public_ones_needs_a_token_and_documents_401() {
+    // Arrange
+    let spec = spec();
+
+    // Act
+    let secured: Vec<_> = operations(&spec)
+        .into_iter()
+        .filter(|(_, _, op)| op.get("security").is_some())
+        .collect();
+
+    // Assert
+    let found: BTreeSet<_> = secured
+        .iter()
+        .map(|(method, path, _)| (method.as_str(), path.as_str()))
+        .collect();
+    let expected: BTreeSet<_> = CONTRACT
+        .into_iter()
+        .filter(|op| !PUBLIC.contains(op))
+        .collect();
+    assert_eq!(found, expected, "the operations that need a token");
+    for (method, path, op) in &secured {
+        let schemes: HashSet<_> = op["security"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|req| req.as_object().unwrap().keys().cloned())
+            .collect();
+        assert_eq!(
+            schemes,
+            HashSet::from(["oauth2".to_owned(), "bearer".to_owned()]),
+            "{method} {path}"
+        );
+        let unauthorized = &op["responses"]["401"];
+        assert!(unauthorized.is_object(), "{method} {path} documents no 401");
+        assert!(
+            unauthorized["headers"]
+                .as_object()
+                .is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case("www-authenticate"))),
+            "{method} {path}: the 401 does not document WWW-Authenticate"
+        );
+    }
+}
+
+#[test]
+fn the_spec_declares_oauth2_flows_and_a_bearer_scheme() {
+    // Arrange
+    let spec = spec();
+
+    // Act
+    let schemes = &spec["components"]["securitySchemes"];
+
+    // Assert
+    let oauth2 = schemes
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|s| s["type"] == "oauth2")
+        .expect("an oauth2 security scheme");
+    for flow in ["clientCredentials", "password"] {
+        let flow_spec = &oauth2["flows"][flow];
+        assert_eq!(flow_spec["tokenUrl"], "/auth/token", "{flow}");
+        let scopes: BTreeSet<_> = flow_spec["scopes"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{flow} lists scopes"))
+            .iter()
+            .map(|(name, description)| {
+                assert!(!description.as_str().unwrap().is_empty());
+                name.as_str()
+            })
+            .collect();
+        assert_eq!(scopes, BTreeSet::from(SCOPES), "{flow}");
+    }
+    let bearer = schemes
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|s| s["type"] == "http")
+        .expect("an http security scheme");
+    assert!(bearer["scheme"]
+        .as_str()
+        .unwrap()
+        .eq_ignore_ascii_case("bearer"));
+    assert_eq!(bearer["bearerFormat"], "JWT");
+}
+
+// ---- Swagger UI ----
+
+#[tokio::test]
+async fn docs_serves_swagger_ui_html() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app.client.get(app.url("/docs/")).send().await.unwrap();
+
+    // Assert
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(html.contains("swagger-initializer.js"));
+}
+
+#[tokio::test]
+async fn docs_without_a_slash_redirects_to_docs_slash() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app.client.get(app.url("/docs")).send().await.unwrap();
+
+    // Assert
+    assert!(resp.status().is_redirection(), "{}", resp.status());
+    assert_eq!(resp.headers()["location"], "/docs/");
+}
+
+#[tokio::test]
+async fn the_swagger_initializer_points_at_openapi_json() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app
+        .client
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("javascript"));
+    let js = resp.text().await.unwrap();
+    assert!(js.contains("/openapi.json"), "{js}");
+}
+
+#[tokio::test]
+async fn the_swagger_ui_assets_are_served() {
+    // Arrange
+    let app = spawn_app().await;
+
+    for (file, kind) in [
+        ("swagger-ui.css", "text/css"),
+        ("swagger-ui-bundle.js", "javascript"),
+    ] {
+        // Act
+        let resp = app
+            .client
+            .get(app.url(&format!("/docs/{file}")))
+            .send()
+            .await
+            .unwrap();
+
+        // Assert
+        assert_eq!(resp.status(), StatusCode::OK, "{file}");
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .contains(kind),
+            "{file}"
+        );
+        assert!(!resp.bytes().await.unwrap().is_empty(), "{file}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_docs_file_is_a_404_problem() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app
+        .client
+        .get(app.url("/docs/nope.js"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    let problem = assert_problem(resp, StatusCode::NOT_FOUND).await;
+    assert!(problem["detail"].as_str().unwrap().contains("nope.js"));
+}

@@ -1,0 +1,718 @@
+//! `POST /auth/token`: the OAuth 2.0 token endpoint, both grants and every
+//! RFC 6749 §5.2 error it answers with.
+
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    assert_oauth_error, spawn_app, www_authenticate, TestApp, TestKey, TestUser, PASSWORD,
+};
+
+/// A registered user, a login token with every scope a user has, and a key
+/// with the default scopes.
+async fn user_with_key(app: &TestApp) -> (TestUser, String, TestKey) {
+    let user = TestUser::generate().register(app).await;
+    let token = user.login(app).await;
+    let key = app.create_key(&token, json!({ "name": "ci" })).await;
+    (user, token, key)
+}
+
+async fn token_request_with_basic(
+    app: &TestApp,
+    user: &str,
+    secret: &str,
+    form: &[(&str, &str)],
+) -> Response {
+    app.client
+        .post(app.url("/auth/token"))
+        .basic_auth(user, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Asserts a successful token response and returns its body.
+async fn assert_issued(resp: Response, scope: &str) -> Value {
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 60);
+    assert_eq!(body["scope"], scope);
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    body
+}
+
+/// Asserts the issued token is accepted and returns `GET /me`.
+async fn me(app: &TestApp, body: &Value) -> Value {
+    let resp = app.get(body["access_token"].as_str().unwrap(), "/me").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
+/// Rewrites one character of the random part of a key, keeping its shape.
+fn one_character_typo(key: &str) -> String {
+    let mut bytes = key.as_bytes().to_vec();
+    let i = 10;
+    bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+    String::from_utf8(bytes).unwrap()
+}
+
+// ---- client_credentials: success ----
+
+#[tokio::test]
+async fn exchange_with_the_key_in_the_body_and_its_id_issues_a_bearer_token() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = app.exchange_response(&key.id, &key.key).await;
+
+    // Assert
+    assert_eq!(resp.headers()["pragma"], "no-cache");
+    let body = assert_issued(resp, "todos:read todos:write").await;
+    let me = me(&app, &body).await;
+    assert_eq!(me["client_id"], key.id);
+    assert_eq!(me["scopes"], json!(["todos:read", "todos:write"]));
+}
+
+#[tokio::test]
+async fn exchange_with_the_key_in_the_body_and_no_client_id_issues_a_token() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = app
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", &key.key),
+        ])
+        .await;
+
+    // Assert
+    let body = assert_issued(resp, "todos:read todos:write").await;
+    assert_eq!(me(&app, &body).await["client_id"], key.id);
+}
+
+#[tokio::test]
+async fn exchange_by_http_basic_with_the_key_id_issues_a_token() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = token_request_with_basic(
+        &app,
+        &key.id,
+        &key.key,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+
+    // Assert
+    assert!(www_authenticate(&resp).is_none());
+    let body = assert_issued(resp, "todos:read todos:write").await;
+    assert_eq!(me(&app, &body).await["client_id"], key.id);
+}
+
+#[tokio::test]
+async fn exchange_by_http_basic_with_an_empty_user_name_issues_a_token() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp =
+        token_request_with_basic(&app, "", &key.key, &[("grant_type", "client_credentials")]).await;
+
+    // Assert
+    let body = assert_issued(resp, "todos:read todos:write").await;
+    assert_eq!(me(&app, &body).await["client_id"], key.id);
+}
+
+#[tokio::test]
+async fn exchange_accepts_a_json_body() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = app
+        .client
+        .post(app.url("/auth/token"))
+        .json(&json!({
+            "grant_type": "client_credentials",
+            "client_id": key.id,
+            "client_secret": key.key,
+        }))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_issued(resp, "todos:read todos:write").await;
+}
+
+#[tokio::test]
+async fn exchange_accepts_a_form_body_with_a_charset_parameter() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+    let body = format!("grant_type=client_credentials&client_secret={}", key.key);
+
+    // Act
+    let resp = app
+        .client
+        .post(app.url("/auth/token"))
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_issued(resp, "todos:read todos:write").await;
+}
+
+// ---- scope ----
+
+#[tokio::test]
+async fn exchange_narrows_the_grant_to_the_scope_asked_for() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = app
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", &key.key),
+            ("scope", "todos:read"),
+        ])
+        .await;
+
+    // Assert
+    let body = assert_issued(resp, "todos:read").await;
+    assert_eq!(me(&app, &body).await["scopes"], json!(["todos:read"]));
+}
+
+#[tokio::test]
+async fn exchange_treats_an_empty_scope_as_none_asked_for() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = app
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", &key.key),
+            ("scope", ""),
+        ])
+        .await;
+
+    // Assert
+    assert_issued(resp, "todos:read todos:write").await;
+}
+
+#[tokio::test]
+async fn exchange_rejects_a_scope_beyond_the_key_with_invalid_scope() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = app
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", &key.key),
+            ("scope", "todos:read keys:manage"),
+        ])
+        .await;
+
+    // Assert
+    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
+    let description = body["error_description"].as_str().unwrap();
+    assert!(description.contains("keys:manage"), "{description}");
+}
+
+#[tokio::test]
+async fn exchange_rejects_an_unknown_scope_with_invalid_scope() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = app
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", &key.key),
+            ("scope", "todos:read todos:delete"),
+        ])
+        .await;
+
+    // Assert
+    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
+    let description = body["error_description"].as_str().unwrap();
+    assert!(description.contains("todos:delete"), "{description}");
+}
+
+#[tokio::test]
+async fn login_narrows_the_grant_to_the_scope_asked_for_and_refuses_more_than_the_role() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate().register(&app).await;
+
+    // Act
+    let narrowed = app
+        .token_request(&[
+            ("grant_type", "password"),
+            ("username", &user.email),
+            ("password", &user.password),
+            ("scope", "keys:manage"),
+        ])
+        .await;
+    let beyond = app
+        .token_request(&[
+            ("grant_type", "password"),
+            ("username", &user.email),
+            ("password", &user.password),
+            ("scope", "todos:read admin"),
+        ])
+        .await;
+
+    // Assert
+    let body = assert_issued(narrowed, "keys:manage").await;
+    let me = me(&app, &body).await;
+    assert_eq!(me["client_id"], "password");
+    assert_eq!(me["role"], "user");
+    assert_oauth_error(beyond, StatusCode::BAD_REQUEST, "invalid_scope").await;
+}
+
+#[tokio::test]
+async fn login_grants_every_scope_of_the_role() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate().register(&app).await;
+
+    // Act
+    let resp = app.login_response(&user.email, &user.password).await;
+
+    // Assert
+    assert_issued(resp, "todos:read todos:write keys:manage").await;
+}
+
+// ---- invalid_client ----
+
+#[tokio::test]
+async fn exchange_rejects_a_client_id_that_is_not_the_key_s_with_invalid_client() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, token, key) = user_with_key(&app).await;
+    let other = app.create_key(&token, json!({ "name": "other" })).await;
+
+    // Act
+    let resp = app.exchange_response(&other.id, &key.key).await;
+
+    // Assert
+    assert!(www_authenticate(&resp).is_none());
+    let body = assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("client_id"));
+}
+
+#[tokio::test]
+async fn exchange_rejects_a_client_id_that_is_not_a_uuid_with_invalid_client() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = app.exchange_response("my-app", &key.key).await;
+
+    // Assert
+    assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn invalid_client_by_http_basic_carries_a_basic_challenge() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+    let wrong_id = uuid::Uuid::now_v7().to_string();
+
+    // Act
+    let resp = token_request_with_basic(
+        &app,
+        &wrong_id,
+        &key.key,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+
+    // Assert
+    let challenge = www_authenticate(&resp).expect("a WWW-Authenticate header");
+    assert!(challenge.starts_with("Basic "), "{challenge}");
+    assert!(challenge.contains(r#"realm="latchkey""#), "{challenge}");
+    assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn invalid_client_in_the_body_carries_no_challenge() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", "lk_nope"),
+        ])
+        .await;
+
+    // Assert
+    assert!(www_authenticate(&resp).is_none());
+    assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn exchange_without_any_client_secret_is_invalid_client() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app
+        .token_request(&[("grant_type", "client_credentials")])
+        .await;
+
+    // Assert
+    assert!(www_authenticate(&resp).is_none());
+    assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn exchange_rejects_malformed_keys_with_invalid_client() {
+    // Arrange
+    let app = spawn_app().await;
+    let well_shaped = format!("lk_{}", "A".repeat(49));
+
+    for secret in ["lk_nope", "not a key", "", well_shaped.as_str()] {
+        // Act
+        let resp = app
+            .token_request(&[
+                ("grant_type", "client_credentials"),
+                ("client_secret", secret),
+            ])
+            .await;
+
+        // Assert
+        let body = assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+        assert!(!body.to_string().contains(&well_shaped));
+    }
+}
+
+#[tokio::test]
+async fn exchange_rejects_a_one_character_typo_of_a_real_key_by_its_checksum() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+    let typo = one_character_typo(&key.key);
+    assert_ne!(typo, key.key);
+
+    // Act
+    let resp = app.exchange_response(&key.id, &typo).await;
+
+    // Assert
+    let body = assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let description = body["error_description"].as_str().unwrap();
+    assert!(description.contains("checksum"), "{description}");
+    assert!(!description.contains(&typo));
+}
+
+#[tokio::test]
+async fn exchange_rejects_a_revoked_key_with_invalid_client() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, token, key) = user_with_key(&app).await;
+    app.exchange(&key).await;
+    let revoked = app.delete(&token, &format!("/keys/{}", key.id)).await;
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+
+    // Act
+    let resp = app.exchange_response(&key.id, &key.key).await;
+
+    // Assert
+    let body = assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("revoked"));
+}
+
+#[tokio::test]
+async fn exchange_rejects_an_expired_key_with_invalid_client() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate().register(&app).await;
+    let token = user.login(&app).await;
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let key = app
+        .create_key(
+            &token,
+            json!({ "name": "short-lived", "expires_at": expires_at.to_rfc3339() }),
+        )
+        .await;
+    app.exchange(&key).await;
+    let until_expired = (expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(until_expired + Duration::from_millis(500)).await;
+
+    // Act
+    let resp = app.exchange_response(&key.id, &key.key).await;
+
+    // Assert
+    let body = assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+}
+
+#[tokio::test]
+async fn a_disabled_user_can_neither_exchange_a_key_nor_log_in() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate();
+    let registered: Value = app
+        .register(&user.email, &user.password)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let user_id = registered["id"].as_str().unwrap();
+    let token = user.login(&app).await;
+    let key = app.create_key(&token, json!({ "name": "ci" })).await;
+    app.exchange(&key).await;
+    app.create_admin("root@example.com").await;
+    let admin = app.login("root@example.com").await;
+
+    // Act
+    let disabled = app
+        .patch(
+            &admin,
+            &format!("/admin/users/{user_id}"),
+            json!({ "disabled": true }),
+        )
+        .await;
+    let exchange = app.exchange_response(&key.id, &key.key).await;
+    let login = app.login_response(&user.email, &user.password).await;
+
+    // Assert
+    assert_eq!(disabled.status(), StatusCode::OK);
+    assert_eq!(disabled.json::<Value>().await.unwrap()["disabled"], true);
+    let body = assert_oauth_error(exchange, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("disabled"));
+    assert_oauth_error(login, StatusCode::BAD_REQUEST, "invalid_grant").await;
+}
+
+// ---- invalid_request and unsupported_grant_type ----
+
+#[tokio::test]
+async fn exchange_rejects_a_secret_sent_both_by_basic_and_in_the_body_with_invalid_request() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = token_request_with_basic(
+        &app,
+        &key.id,
+        &key.key,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_secret", &key.key),
+        ],
+    )
+    .await;
+
+    // Assert
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn token_request_without_grant_type_is_invalid_request() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = app.token_request(&[("client_secret", &key.key)]).await;
+
+    // Assert
+    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(!body.to_string().contains(&key.key));
+}
+
+#[tokio::test]
+async fn token_request_with_an_empty_grant_type_is_invalid_request() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app.token_request(&[("grant_type", "")]).await;
+
+    // Assert
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn token_request_with_an_unknown_grant_type_is_unsupported_grant_type() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app
+        .token_request(&[("grant_type", "authorization_code"), ("code", "abc")])
+        .await;
+
+    // Assert
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "unsupported_grant_type").await;
+}
+
+#[tokio::test]
+async fn token_request_with_a_text_plain_body_is_invalid_request() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = app
+        .client
+        .post(app.url("/auth/token"))
+        .header("content-type", "text/plain")
+        .body(format!(
+            "grant_type=client_credentials&client_secret={}",
+            key.key
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let description = body["error_description"].as_str().unwrap();
+    assert!(
+        description.contains("application/x-www-form-urlencoded"),
+        "{description}"
+    );
+}
+
+// ---- password grant ----
+
+#[tokio::test]
+async fn login_with_a_wrong_password_or_an_unknown_email_is_the_same_invalid_grant() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate().register(&app).await;
+
+    // Act
+    let wrong_password = app.login_response(&user.email, "not the password").await;
+    let unknown_email = app.login_response("nobody@example.com", PASSWORD).await;
+
+    // Assert
+    let wrong_password =
+        assert_oauth_error(wrong_password, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    let unknown_email =
+        assert_oauth_error(unknown_email, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    assert_eq!(
+        wrong_password["error_description"],
+        unknown_email["error_description"]
+    );
+    assert!(!wrong_password.to_string().contains("not the password"));
+}
+
+#[tokio::test]
+async fn login_without_a_password_is_invalid_request() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate().register(&app).await;
+
+    // Act
+    let resp = app
+        .token_request(&[("grant_type", "password"), ("username", &user.email)])
+        .await;
+
+    // Assert
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn login_accepts_the_email_in_another_case() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate().register(&app).await;
+
+    // Act
+    let resp = app
+        .login_response(&user.email.to_uppercase(), &user.password)
+        .await;
+
+    // Assert
+    assert_issued(resp, "todos:read todos:write keys:manage").await;
+}
+
+// ---- last_used_at ----
+
+#[tokio::test]
+async fn exchange_records_last_used_at_within_a_few_seconds() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, token, key) = user_with_key(&app).await;
+    assert!(key.body["last_used_at"].is_null());
+    let path = format!("/keys/{}", key.id);
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+
+    // Act
+    app.exchange(&key).await;
+
+    // Assert
+    let mut last_used_at = Value::Null;
+    for _ in 0..30 {
+        let resp = app.get(&token, &path).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        last_used_at = resp.json::<Value>().await.unwrap()["last_used_at"].clone();
+        if !last_used_at.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at: chrono::DateTime<chrono::Utc> = last_used_at
+        .as_str()
+        .expect("last_used_at is set within 3 s")
+        .parse()
+        .unwrap();
+    assert!(at >= before, "{at}");
+    assert!(
+        at <= chrono::Utc::now() + chrono::Duration::seconds(1),
+        "{at}"
+    );
+}
