@@ -200,6 +200,10 @@ fn render(err: poem::Error, method: &Method, path: &str) -> Response {
         StatusCode::BAD_REQUEST if err.is::<poem_openapi::error::ParsePathError>() => {
             format!("{path} has a malformed id: ids are UUIDs such as 01890a5d-ac96-774b-bcce-b302099a8057.")
         }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => format!(
+            "{}. Send the body as JSON, with `Content-Type: application/json`.",
+            err.to_string().trim_end_matches('.')
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => {
             "The request body is larger than this server accepts.".to_owned()
         }
@@ -339,7 +343,11 @@ impl<D: Documented> ApiResponse for Failure<D> {
                     content_type: PROBLEM_JSON,
                     schema: Problem::schema_ref(),
                 }],
-                headers: if matches!(status, 401 | 403) {
+                // An operation that documents 401 takes a bearer token, so its
+                // 401 and 403 carry a challenge; a public one's 403 does not.
+                headers: if status == 401
+                    || (status == 403 && D::STATUSES.iter().any(|s| s.0 == 401))
+                {
                     vec![MetaHeader {
                         name: "WWW-Authenticate".into(),
                         description: Some(

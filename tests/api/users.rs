@@ -195,7 +195,6 @@ async fn register_answers_400_problem_for_a_missing_field() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the 400 for a missing field says `Expected input type \"string\"` without naming the field"]
 async fn register_names_the_missing_field_in_the_400_problem() {
     // Arrange
     let app = spawn_app().await;
