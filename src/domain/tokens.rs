@@ -148,10 +148,6 @@ impl Tokens {
             expires_at: c.exp,
         })
     }
-
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
 }
 
 /// Names the signing key without revealing anything about it.
