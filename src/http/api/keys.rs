@@ -55,7 +55,7 @@ impl From<db::keys::Key> for Key {
 }
 
 /// A new key and, this once, its plaintext.
-#[derive(Debug, Object)]
+#[derive(Object)]
 pub struct CreatedKey {
     #[oai(flatten)]
     pub record: Key,

@@ -25,7 +25,8 @@ use crate::{
 pub struct TokenApi;
 
 /// An RFC 6749 token request. Send it form-encoded (the standard) or as JSON.
-#[derive(Debug, Object, Deserialize)]
+// No `Debug`: it holds a key or a password.
+#[derive(Object, Deserialize)]
 pub struct TokenRequest {
     /// `client_credentials` (trade an API key) or `password` (log in).
     pub grant_type: String,
@@ -53,7 +54,7 @@ pub enum TokenRequestBody {
 }
 
 /// RFC 6749 §5.1.
-#[derive(Debug, Object)]
+#[derive(Object)]
 pub struct AccessToken {
     /// A JWT (RFC 9068) to send as `Authorization: Bearer <token>`.
     pub access_token: String,
