@@ -1,6 +1,9 @@
 //! Creating accounts, shared by `POST /users` and `latchkey admin create`.
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
+use tokio::sync::Semaphore;
 
 use crate::{
     db::{
@@ -9,7 +12,8 @@ use crate::{
         Db,
     },
     domain::{
-        scopes::Role,
+        scopes::{Role, Scope},
+        tokens::Claims,
         users::{Email, Password},
     },
     error::{self, Error, FieldError},
@@ -22,7 +26,7 @@ pub async fn create(db: &Db, email: &str, password: String, role: Role) -> Resul
     let email = Email::parse(email).map_err(|m| FieldError::new("email", m));
     let password = Password::parse_new(password).map_err(|m| FieldError::new("password", m));
     let (email, password) = error::both(email, password)?;
-    let hash = tokio::task::spawn_blocking(move || password.hash())
+    let hash = with_argon2(move || password.hash())
         .await
         .context("hashing a password")?
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
@@ -34,4 +38,44 @@ pub async fn create(db: &Db, email: &str, password: String, role: Role) -> Resul
             }
             InsertUserError::Db(e) => e.into(),
         })
+}
+
+/// Runs an argon2 hash or check on the blocking pool, at most one per core at
+/// a time: each takes ~19 MiB and real CPU, so a flood of logins queues here
+/// instead of spawning hundreds of blocking threads.
+pub async fn with_argon2<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    static PERMITS: LazyLock<Semaphore> = LazyLock::new(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+    let _permit = PERMITS
+        .acquire()
+        .await
+        .context("the argon2 limiter is closed")?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("argon2 panicked")
+}
+
+/// The caller's account as it is now, not as their token remembers it. Used
+/// where a still-valid token could otherwise outlive a demotion or a disabled
+/// account: administration and key creation, never the verification path.
+pub async fn current(db: &Db, claims: &Claims) -> Result<User, Error> {
+    match db::users::get(db.reader(), claims.user_id).await? {
+        Some(user) if !user.disabled => Ok(user),
+        _ => Err(Error::Forbidden(
+            "This account is disabled; its tokens can no longer change anything",
+        )),
+    }
+}
+
+/// Like [`current`], and the account must still be an admin.
+pub async fn current_admin(db: &Db, claims: &Claims) -> Result<User, Error> {
+    let user = current(db, claims).await?;
+    if user.role == Role::Admin {
+        Ok(user)
+    } else {
+        Err(Error::MissingScope(Scope::Admin))
+    }
 }

@@ -159,10 +159,11 @@ impl Config {
         }
     }
 
-    pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("latchkey.db").display()))
+    pub fn database(&self) -> crate::db::Location {
+        match &self.database_url {
+            Some(url) => crate::db::Location::Url(url.clone()),
+            None => crate::db::Location::File(self.data_dir.join("latchkey.db")),
+        }
     }
 }
 

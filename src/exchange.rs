@@ -5,7 +5,7 @@ use anyhow::Context;
 use uuid::Uuid;
 
 use crate::{
-    db,
+    accounts, db,
     domain::{
         grants::{self, GrantError, KeyState},
         keys::ApiKey,
@@ -105,7 +105,7 @@ pub async fn with_password(
     let password = Password::offered(password);
     // argon2 is slow by design; keep it off the async workers. It runs even for
     // an unknown email so the answer takes as long either way.
-    let verified = tokio::task::spawn_blocking(move || password.verify(stored.as_deref()))
+    let verified = accounts::with_argon2(move || password.verify(stored.as_deref()))
         .await
         .context("verifying a password")?;
     let user = match login {

@@ -82,6 +82,11 @@ impl App {
         self.addr
     }
 
+    /// The server's own database handle (closing it makes `/ready` fail).
+    pub fn db(&self) -> Db {
+        self.state.db.clone()
+    }
+
     /// Serves until `stop` completes, then lets in-flight requests finish,
     /// writes pending key-use times and closes the database.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
@@ -112,7 +117,7 @@ pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let readers = u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4);
-    Db::open(&config.database_url(), readers)
+    Db::open(&config.database(), readers)
         .await
         .context("opening the database")
 }

@@ -10,8 +10,11 @@ pub mod problem;
 use std::sync::Arc;
 
 use poem::{
-    endpoint::make_sync, get, http::header, http::StatusCode, middleware::CatchPanic, Body,
-    Endpoint, EndpointExt, IntoResponse, Request, Route,
+    endpoint::make_sync,
+    get,
+    http::{header, StatusCode, Version},
+    middleware::CatchPanic,
+    Body, Endpoint, EndpointExt, IntoResponse, Request, Route,
 };
 use poem_openapi::OpenApiService;
 
@@ -85,8 +88,9 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
 }
 
 /// Refuses a body over [`BODY_LIMIT`] with `413`: by its declared length before
-/// reading anything, or, for a chunked body, as soon as it passes the limit.
-/// Requests without a body (most of them) pass untouched.
+/// reading anything, or, for a body of unknown length (HTTP/1.1 chunked, or any
+/// HTTP/2 stream), as soon as it passes the limit. HTTP/1.1 requests without a
+/// body (most of them) pass untouched.
 async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem::Response> {
     let too_large = || poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE);
     let declared = req
@@ -97,7 +101,9 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem
     match declared {
         Some(len) if len > BODY_LIMIT as u64 => return Err(too_large()),
         Some(_) => {}
-        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+        None if req.version() >= Version::HTTP_2
+            || req.headers().contains_key(header::TRANSFER_ENCODING) =>
+        {
             let body = req
                 .take_body()
                 .into_bytes_limit(BODY_LIMIT)

@@ -19,6 +19,8 @@ pub struct TestApp {
     /// A second connection pool on the app's database file, for setup and
     /// for looking at what was stored.
     pub db: Db,
+    /// The server's own pools.
+    pub server_db: Db,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     pub dir: TempDir,
@@ -48,6 +50,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
 async fn start(config: Config, dir: TempDir) -> TestApp {
     let app = App::build(config.clone()).await.expect("the app builds");
     let addr = app.addr();
+    let server_db = app.db();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -64,6 +67,7 @@ async fn start(config: Config, dir: TempDir) -> TestApp {
             .unwrap(),
         config,
         db,
+        server_db,
         stop: Some(stop),
         server: Some(server),
         dir,

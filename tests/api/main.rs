@@ -9,6 +9,7 @@ mod jwt;
 mod keys;
 mod lifecycle;
 mod openapi;
+mod revalidation;
 mod todos;
 mod token;
 mod users;

@@ -15,6 +15,7 @@ use super::{
     ApiTags,
 };
 use crate::{
+    accounts,
     db::{self, users::UpdateUserError},
     domain::{scopes::Scope, todos::paginate},
     error::Error,
@@ -122,7 +123,7 @@ impl AdminApi {
         /// `next_cursor` from the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<ListUsersResponse, Failure<ListUsersErrors>> {
-        auth.require(Scope::Admin)?;
+        accounts::current_admin(&state.db, auth.require(Scope::Admin)?).await?;
         let (limit, cursor) = page_params(limit.0, cursor.0.as_deref())?;
         let rows = db::users::list(state.db.reader(), cursor.map(|c| c.0), limit.get()).await?;
         let (rows, next_cursor) = paginate(rows, limit, |u| u.id);
@@ -149,7 +150,7 @@ impl AdminApi {
         id: Path<Uuid>,
         body: Json<UserPatch>,
     ) -> Result<UpdateUserResponse, Failure<UpdateUserErrors>> {
-        auth.require(Scope::Admin)?;
+        accounts::current_admin(&state.db, auth.require(Scope::Admin)?).await?;
         let user =
             db::users::update_access(&state.db, id.0, body.role.map(Into::into), body.disabled)
                 .await
@@ -177,7 +178,7 @@ impl AdminApi {
         auth: Auth,
         id: Path<Uuid>,
     ) -> Result<UserKeysResponse, Failure<UserKeysErrors>> {
-        auth.require(Scope::Admin)?;
+        accounts::current_admin(&state.db, auth.require(Scope::Admin)?).await?;
         let reader = state.db.reader();
         db::users::get(reader, id.0).await?.ok_or(NO_SUCH_USER)?;
         let keys = db::keys::list_for_user(reader, id.0).await?;
@@ -200,7 +201,7 @@ impl AdminApi {
         auth: Auth,
         id: Path<Uuid>,
     ) -> Result<AdminRevokeResponse, Failure<AdminRevokeErrors>> {
-        auth.require(Scope::Admin)?;
+        accounts::current_admin(&state.db, auth.require(Scope::Admin)?).await?;
         if db::keys::revoke(state.db.writer(), id.0, None).await? {
             Ok(AdminRevokeResponse::Revoked)
         } else {

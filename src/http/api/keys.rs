@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
-    db,
+    accounts, db,
     domain::{
         keys::ApiKey,
         scopes::{Scope, Scopes},
@@ -146,7 +146,10 @@ impl KeysApi {
         body: Json<NewKey>,
     ) -> Result<CreateKeyResponse, Failure<CreateKeyErrors>> {
         let claims = auth.require(Scope::KeysManage)?;
-        let new = validate_new_key(body.0, claims.role.allowed_scopes(), db::now())?;
+        // The role as it is now: a demoted user's token must not mint a key
+        // that outlives the demotion.
+        let owner = accounts::current(&state.db, claims).await?;
+        let new = validate_new_key(body.0, owner.role.allowed_scopes(), db::now())?;
         let key = ApiKey::generate();
         let hint = key.hint();
         let created = db::keys::insert(
