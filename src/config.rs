@@ -9,7 +9,8 @@ pub const DEFAULT_DATA_DIR: &str = "./latchkey-data";
 pub const DEFAULT_AUDIENCE: &str = "latchkey";
 pub const DEFAULT_TOKEN_TTL: &str = "60s";
 
-#[derive(Debug, Parser)]
+// No `Debug` here or on `Config`: they hold the JWT secret.
+#[derive(Parser)]
 #[command(
     name = "latchkey",
     version,
@@ -73,7 +74,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct Config {
     /// Address and port to listen on.
     #[arg(long, env = "LATCHKEY_BIND", default_value = DEFAULT_BIND, global = true)]

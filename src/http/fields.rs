@@ -4,8 +4,11 @@
 //! `{"password": 12345678}` would be taken), and its missing-field errors do
 //! not say which field. Body fields that people type go through these instead.
 
+use chrono::{DateTime, Utc};
 use poem_openapi::types::{ParseError, ParseResult};
 use serde_json::Value;
+
+use super::api::users::RoleName;
 
 /// The marker the error renderer looks for to list the field.
 pub const FIELD_MARKER: &str = "field `";
@@ -64,6 +67,32 @@ field_parsers! {
     disabled: optional_bool Option<bool> = "disabled";
 }
 
+pub fn expires_at(value: Option<Value>) -> ParseResult<Option<DateTime<Utc>>> {
+    let bad = || {
+        ParseError::custom(format!(
+            "{FIELD_MARKER}expires_at` must be an RFC 3339 time such as 2030-01-01T00:00:00Z"
+        ))
+    };
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(&s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| bad()),
+        Some(_) => Err(bad()),
+    }
+}
+
+pub fn role(value: Option<Value>) -> ParseResult<Option<RoleName>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s == "user" => Ok(Some(RoleName::User)),
+        Some(Value::String(s)) if s == "admin" => Ok(Some(RoleName::Admin)),
+        Some(_) => Err(ParseError::custom(format!(
+            "{FIELD_MARKER}role` must be \"user\" or \"admin\""
+        ))),
+    }
+}
+
 /// The field an error names, and what it says of it.
 pub fn named_field(message: &str) -> Option<(&str, &str)> {
     let start = message.find(FIELD_MARKER)?;
@@ -91,6 +120,12 @@ mod tests {
         assert_eq!(optional_title(None).unwrap(), None);
         assert!(optional_title(Some(json!(1))).is_err());
         assert!(completed(Some(json!("yes"))).is_err());
+        assert!(expires_at(Some(json!("tomorrow"))).is_err());
+        assert!(expires_at(Some(json!("2030-01-01T00:00:00Z")))
+            .unwrap()
+            .is_some());
+        assert!(role(Some(json!("boss"))).is_err());
+        assert_eq!(role(Some(json!("admin"))).unwrap(), Some(RoleName::Admin));
     }
 
     #[test]

@@ -525,3 +525,23 @@ async fn an_admin_may_create_a_key_with_the_admin_scope() {
     let users = app.get(&token, "/admin/users").await;
     assert_eq!(users.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_malformed_expires_at_is_a_400_that_names_the_field() {
+    // Arrange
+    let app = spawn_app().await;
+    let token = TestUser::generate().register(&app).await.login(&app).await;
+
+    // Act
+    let resp = app
+        .create_key_response(
+            &token,
+            json!({ "name": "ci", "expires_at": "next tuesday" }),
+        )
+        .await;
+
+    // Assert
+    let problem = assert_problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(problem["errors"][0]["field"], "expires_at");
+    assert!(problem["detail"].as_str().unwrap().contains("RFC 3339"));
+}

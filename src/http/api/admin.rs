@@ -33,12 +33,13 @@ pub struct AdminApi;
 pub struct UserPage {
     /// Oldest first.
     pub items: Vec<User>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Object)]
 pub struct UserPatch {
+    #[oai(deserialize_with = "fields::role")]
     pub role: Option<RoleName>,
     /// A disabled user's keys stop exchanging at once; tokens already issued
     /// expire within their lifetime.

@@ -71,6 +71,7 @@ pub struct NewKey {
     /// Defaults to `todos:read` and `todos:write`. Never more than your role allows.
     pub scopes: Option<Vec<String>>,
     /// When the key stops working; must be in the future. Left out, it never expires.
+    #[oai(deserialize_with = "fields::expires_at")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 

@@ -71,7 +71,7 @@ pub struct TodoPatch {
 pub struct TodoPage {
     /// Oldest first.
     pub items: Vec<Todo>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
