@@ -1,4 +1,4 @@
-//! The commands: serve, admin create, openapi.
+//! The commands: serve, admin create, signing-key rotate|list, openapi.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -6,16 +6,19 @@ use anyhow::{bail, Context};
 
 use crate::{
     accounts,
-    config::{AdminCommand, Cli, Command, Config, SpecFormat},
+    config::{AdminCommand, Cli, Command, Config, SigningKeyCommand, SpecFormat},
     domain::scopes::Role,
     error::Error,
-    http, App,
+    http,
+    keyring::{self, KeyState, Keyring},
+    App,
 };
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Admin(AdminCommand::Create { email }) => create_admin(&cli.config, &email).await,
+        Command::SigningKey(command) => signing_key(&cli.config, command),
         Command::Openapi { format } => {
             let spec = match format {
                 SpecFormat::Json => http::spec_json(),
@@ -54,6 +57,52 @@ async fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()> {
+    if keyring::configured(config)?.is_some() {
+        bail!(
+            "the signing key is set by --jwt-secret or --jwt-key-file (or their LATCHKEY_ variables): \
+             latchkey does not rotate it; change that setting and restart instead"
+        );
+    }
+    let keyring = Keyring::new(config);
+    match command {
+        SigningKeyCommand::Rotate => {
+            let rotation = keyring.rotate()?;
+            println!("new current signing key: {}", rotation.current);
+            for (kid, until) in rotation.retired {
+                println!(
+                    "replaced key {kid} verifies tokens until {}",
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            println!(
+                "servers using {} switch within a second",
+                config.data_dir.display()
+            );
+        }
+        SigningKeyCommand::List => {
+            for key in keyring.list()? {
+                let state = match key.state {
+                    KeyState::Current => "current".to_owned(),
+                    KeyState::Verifying { until } => format!(
+                        "verifying until {}",
+                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    KeyState::Expired => "expired".to_owned(),
+                };
+                println!(
+                    "{}\t{}\tcreated {}\t{state}",
+                    key.kid,
+                    key.alg.as_str(),
+                    key.created_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// From a prompt without echo on a terminal; otherwise the first line of

@@ -4,6 +4,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::domain::signing::SigningAlg;
+
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./latchkey-data";
 pub const DEFAULT_AUDIENCE: &str = "latchkey";
@@ -30,6 +32,9 @@ pub enum Command {
     /// Manage accounts from the command line.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Manage the keys tokens are signed with.
+    #[command(subcommand)]
+    SigningKey(SigningKeyCommand),
     /// Print the OpenAPI document.
     Openapi {
         #[arg(long, value_enum, default_value = "json")]
@@ -47,6 +52,16 @@ pub enum AdminCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum SigningKeyCommand {
+    /// Make a new key current for --jwt-alg. Running servers that share the
+    /// data directory switch to it within a second; the replaced key keeps
+    /// verifying until the tokens it signed have expired.
+    Rotate,
+    /// List the keys in the data directory's keyring.
+    List,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SpecFormat {
     Json,
@@ -58,6 +73,18 @@ pub enum JwtAlg {
     /// HMAC with SHA-256 and a shared secret.
     #[value(name = "HS256")]
     Hs256,
+    /// Ed25519 signatures; the public key is published as a JWK Set.
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+impl From<JwtAlg> for SigningAlg {
+    fn from(alg: JwtAlg) -> SigningAlg {
+        match alg {
+            JwtAlg::Hs256 => SigningAlg::HS256,
+            JwtAlg::EdDsa => SigningAlg::EdDSA,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,7 +107,7 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_BIND", default_value = DEFAULT_BIND, global = true)]
     pub bind: SocketAddr,
 
-    /// Directory for the database and the generated signing secret; created if missing.
+    /// Directory for the database and the generated signing keys; created if missing.
     #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
     pub data_dir: PathBuf,
 
@@ -88,7 +115,7 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 
-    /// HS256 signing secret, at least 32 bytes [default: generated into the data directory, mode 0600]
+    /// HS256 signing secret, at least 32 bytes [default: a rotatable key generated into the data directory, mode 0600]
     #[arg(
         long,
         env = "LATCHKEY_JWT_SECRET",
@@ -96,6 +123,10 @@ pub struct Config {
         global = true
     )]
     pub jwt_secret: Option<String>,
+
+    /// Ed25519 private key (PKCS#8 PEM) for --jwt-alg EdDSA [default: a rotatable key generated into the data directory, mode 0600]
+    #[arg(long, env = "LATCHKEY_JWT_KEY_FILE", global = true)]
+    pub jwt_key_file: Option<PathBuf>,
 
     /// Token signing algorithm.
     #[arg(
@@ -151,6 +182,7 @@ impl Config {
             data_dir: data_dir.into(),
             database_url: None,
             jwt_secret: None,
+            jwt_key_file: None,
             jwt_alg: JwtAlg::Hs256,
             token_ttl: parse_ttl(DEFAULT_TOKEN_TTL).expect("the default lifetime parses"),
             issuer: None,

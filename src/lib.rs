@@ -9,7 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod exchange;
 pub mod http;
-pub mod secret;
+pub mod keyring;
 pub mod state;
 pub mod telemetry;
 pub mod usage;
@@ -25,7 +25,8 @@ use poem::{
 use crate::{
     config::{Config, Registration},
     db::Db,
-    domain::tokens::{TokenSettings, Tokens},
+    domain::tokens::{KeySet, TokenSettings, Tokens},
+    keyring::Keyring,
     state::AppState,
     usage::UsageRecorder,
 };
@@ -38,6 +39,8 @@ pub struct App {
     acceptor: poem::listener::TcpAcceptor,
     addr: SocketAddr,
     state: Arc<AppState>,
+    /// Where the signing keys are reloaded from; `None` for a configured key.
+    keyring: Option<Keyring>,
 }
 
 impl App {
@@ -55,19 +58,33 @@ impl App {
             .context("the listener has no address")?;
 
         let db = open_db(&config).await?;
-        let secret = secret::load_or_generate(config.jwt_secret.as_deref(), &config.data_dir)?;
-        let tokens = Tokens::new(TokenSettings {
-            issuer: config
-                .issuer
-                .clone()
-                .unwrap_or_else(|| format!("http://{addr}")),
-            audience: config.audience.clone(),
-            ttl: config.token_ttl,
-            secret,
-        });
+        let (keys, keyring) = match keyring::configured(&config)? {
+            Some(key) => (
+                KeySet {
+                    current: key,
+                    previous: Vec::new(),
+                },
+                None,
+            ),
+            None => {
+                let keyring = Keyring::new(&config);
+                (keyring.load_or_create()?, Some(keyring))
+            }
+        };
+        let tokens = Tokens::new(
+            TokenSettings {
+                issuer: config
+                    .issuer
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{addr}")),
+                audience: config.audience.clone(),
+                ttl: config.token_ttl,
+            },
+            keys,
+        );
         let state = Arc::new(AppState {
             db,
-            tokens,
+            tokens: Arc::new(tokens),
             usage: Arc::new(UsageRecorder::default()),
             registration_open: config.registration == Registration::Open,
         });
@@ -75,6 +92,7 @@ impl App {
             acceptor,
             addr,
             state,
+            keyring,
         })
     }
 
@@ -91,6 +109,9 @@ impl App {
     /// writes pending key-use times and closes the database.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let flusher = self.state.usage.spawn_flusher(self.state.db.clone());
+        let watcher = self
+            .keyring
+            .map(|keyring| keyring.spawn_watcher(Arc::clone(&self.state.tokens)));
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(
                 http::app(Arc::clone(&self.state)),
@@ -98,6 +119,9 @@ impl App {
                 Some(DRAIN_TIMEOUT),
             )
             .await;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         self.state.usage.stop();
         flusher.await.context("the key-use writer panicked")?;
         self.state.db.close().await;

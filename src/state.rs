@@ -6,7 +6,7 @@ use crate::{db::Db, domain::tokens::Tokens, usage::UsageRecorder};
 
 pub struct AppState {
     pub db: Db,
-    pub tokens: Tokens,
+    pub tokens: Arc<Tokens>,
     pub usage: Arc<UsageRecorder>,
     pub registration_open: bool,
 }

@@ -3,6 +3,7 @@
 pub mod grants;
 pub mod keys;
 pub mod scopes;
+pub mod signing;
 pub mod todos;
 pub mod tokens;
 pub mod users;

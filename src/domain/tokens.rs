@@ -5,13 +5,17 @@
 //! without a database, at the price that a revoked key's tokens live out their
 //! (short) lifetime.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use arc_swap::ArcSwap;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{de, Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use super::scopes::{Role, Scopes};
+use super::{
+    scopes::{Role, Scopes},
+    signing::{PublicKey, SigningAlg, SigningKey},
+};
 
 /// Verification accepts this much clock skew between servers, and no more: the
 /// library's default of 60 s would double a one-minute token's life.
@@ -58,48 +62,76 @@ pub struct TokenSettings {
     pub issuer: String,
     pub audience: String,
     pub ttl: Duration,
-    /// The HS256 secret; at least 32 bytes.
-    pub secret: Vec<u8>,
 }
 
-/// Signs and verifies access tokens with keys and rules fixed at start-up, so
-/// verification allocates nothing beyond the decoded claims.
+/// The keys in force: the current one signs; it and the previous ones (kept
+/// until the tokens they signed have expired) verify.
+pub struct KeySet {
+    pub current: SigningKey,
+    pub previous: Vec<SigningKey>,
+}
+
+/// Signs and verifies access tokens. The keys can be swapped while requests
+/// run (a rotation); the claims rules are fixed at start-up.
 pub struct Tokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    header: Header,
-    validation: Validation,
-    kid: String,
+    keys: ArcSwap<LoadedKeys>,
     issuer: String,
     audience: String,
     ttl: Duration,
 }
 
+/// A key set made ready for use, so a request does no key parsing.
+struct LoadedKeys {
+    header: Header,
+    encoding: EncodingKey,
+    /// The current key first: most tokens are found at once.
+    verifiers: Vec<Verifier>,
+    public: Vec<PublicKey>,
+}
+
+struct Verifier {
+    kid: String,
+    key: DecodingKey,
+    /// Pinned to the key's own algorithm: a token naming any other (none,
+    /// HS512, HS256 keyed with a published public key) is refused before its
+    /// signature is looked at.
+    validation: Validation,
+}
+
 impl Tokens {
-    pub fn new(settings: TokenSettings) -> Tokens {
-        let kid = key_id(&settings.secret);
-        let mut header = Header::new(Algorithm::HS256);
-        header.typ = Some(TOKEN_TYPE.into());
-        header.kid = Some(kid.clone());
-
-        // Pinned to HS256: a token naming any other algorithm (none, HS512, an
-        // asymmetric one) is refused before its signature is looked at.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[&settings.issuer]);
-        validation.set_audience(&[&settings.audience]);
-        validation.leeway = LEEWAY_SECS;
-
+    pub fn new(settings: TokenSettings, keys: KeySet) -> Tokens {
+        let loaded = LoadedKeys::new(&settings, keys);
         Tokens {
-            encoding: EncodingKey::from_secret(&settings.secret),
-            decoding: DecodingKey::from_secret(&settings.secret),
-            header,
-            validation,
-            kid,
+            keys: ArcSwap::from_pointee(loaded),
             issuer: settings.issuer,
             audience: settings.audience,
             ttl: settings.ttl,
         }
+    }
+
+    /// Makes `keys` the ones in force for every request from now on.
+    pub fn replace_keys(&self, keys: KeySet) {
+        let settings = TokenSettings {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            ttl: self.ttl,
+        };
+        self.keys.store(Arc::new(LoadedKeys::new(&settings, keys)));
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The public keys that verify tokens now: empty with a shared secret.
+    pub fn public_keys(&self) -> Vec<PublicKey> {
+        self.keys.load().public.clone()
+    }
+
+    /// The ids of the keys that verify tokens now, the signing key first.
+    pub fn key_ids(&self) -> Vec<String> {
+        let keys = self.keys.load();
+        keys.verifiers.iter().map(|v| v.kid.clone()).collect()
     }
 
     pub fn issue(&self, grant: &Grant<'_>) -> Result<Issued, TokenError> {
@@ -117,7 +149,8 @@ impl Tokens {
             scope: &scope,
             role: grant.role.as_str(),
         };
-        let access_token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
+        let keys = self.keys.load();
+        let access_token = jsonwebtoken::encode(&keys.header, &claims, &keys.encoding)
             .map_err(TokenError::Signing)?;
         Ok(Issued {
             access_token,
@@ -126,15 +159,29 @@ impl Tokens {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let data = jsonwebtoken::decode::<IncomingClaims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            })?;
+        let keys = self.keys.load();
+        let verifier = match keys.verifiers.as_slice() {
+            // One key (the usual case): no need to read the header twice; the
+            // kid is compared below.
+            [only] => only,
+            all => {
+                let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+                let kid = header.kid.ok_or(TokenError::Invalid)?;
+                all.iter()
+                    .find(|v| v.kid == kid)
+                    .ok_or(TokenError::Invalid)?
+            }
+        };
+        let data =
+            jsonwebtoken::decode::<IncomingClaims>(token, &verifier.key, &verifier.validation)
+                .map_err(|e| match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                })?;
         // RFC 9068 §4: an access token is recognised by its type, so an ID token
         // or other JWT signed with the same key is not taken for one.
         if data.header.typ.as_deref() != Some(TOKEN_TYPE)
-            || data.header.kid.as_deref() != Some(self.kid.as_str())
+            || data.header.kid.as_deref() != Some(verifier.kid.as_str())
         {
             return Err(TokenError::Invalid);
         }
@@ -150,10 +197,37 @@ impl Tokens {
     }
 }
 
-/// Names the signing key without revealing anything about it.
-fn key_id(secret: &[u8]) -> String {
-    let digest = blake3::derive_key("latchkey 2026-11 HS256 key id", secret);
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+impl LoadedKeys {
+    fn new(settings: &TokenSettings, keys: KeySet) -> LoadedKeys {
+        let mut header = Header::new(keys.current.alg().jwt());
+        header.typ = Some(TOKEN_TYPE.into());
+        header.kid = Some(keys.current.kid().to_owned());
+        let all: Vec<&SigningKey> = std::iter::once(&keys.current)
+            .chain(&keys.previous)
+            .collect();
+        LoadedKeys {
+            header,
+            encoding: keys.current.encoding_key(),
+            verifiers: all
+                .iter()
+                .map(|key| Verifier {
+                    kid: key.kid().to_owned(),
+                    key: key.decoding_key(),
+                    validation: validation(settings, key.alg()),
+                })
+                .collect(),
+            public: all.iter().filter_map(|key| key.public_key()).collect(),
+        }
+    }
+}
+
+fn validation(settings: &TokenSettings, alg: SigningAlg) -> Validation {
+    let mut validation = Validation::new(alg.jwt());
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.set_issuer(&[&settings.issuer]);
+    validation.set_audience(&[&settings.audience]);
+    validation.leeway = LEEWAY_SECS;
+    validation
 }
 
 #[derive(Serialize)]
@@ -196,55 +270,87 @@ mod tests {
     use super::*;
     use crate::domain::scopes::Scope;
 
-    fn tokens(secret: &[u8]) -> Tokens {
-        Tokens::new(TokenSettings {
+    fn settings() -> TokenSettings {
+        TokenSettings {
             issuer: "http://localhost".into(),
             audience: "latchkey".into(),
             ttl: Duration::from_secs(60),
-            secret: secret.to_vec(),
-        })
+        }
+    }
+
+    fn tokens(current: SigningKey, previous: Vec<SigningKey>) -> Tokens {
+        Tokens::new(settings(), KeySet { current, previous })
+    }
+
+    fn key(alg: SigningAlg) -> SigningKey {
+        SigningKey::generate(alg).unwrap()
+    }
+
+    fn same(key: &SigningKey) -> SigningKey {
+        SigningKey::from_private_text(key.alg(), &key.private_text()).unwrap()
+    }
+
+    fn grant() -> Grant<'static> {
+        Grant {
+            user_id: Uuid::now_v7(),
+            role: Role::User,
+            scopes: Scopes::of(&[Scope::TodosRead]),
+            client_id: "password",
+        }
     }
 
     #[test]
     fn an_issued_token_verifies_to_its_grant() {
-        let t = tokens(&[7; 32]);
-        let user_id = Uuid::now_v7();
-        let issued = t
-            .issue(&Grant {
-                user_id,
-                role: Role::User,
-                scopes: Scopes::of(&[Scope::TodosRead]),
-                client_id: "password",
-            })
-            .unwrap();
-        assert_eq!(issued.expires_in, 60);
-        let claims = t.verify(&issued.access_token).unwrap();
-        assert_eq!(claims.user_id, user_id);
-        assert_eq!(claims.scopes, Scopes::of(&[Scope::TodosRead]));
-        assert_eq!(claims.expires_at - claims.issued_at, 60);
-        assert_eq!(claims.client_id, "password");
+        for alg in [SigningAlg::HS256, SigningAlg::EdDSA] {
+            let t = tokens(key(alg), vec![]);
+            let grant = grant();
+            let issued = t.issue(&grant).unwrap();
+            assert_eq!(issued.expires_in, 60);
+            let claims = t.verify(&issued.access_token).unwrap();
+            assert_eq!(claims.user_id, grant.user_id);
+            assert_eq!(claims.scopes, Scopes::of(&[Scope::TodosRead]));
+            assert_eq!(claims.expires_at - claims.issued_at, 60);
+            assert_eq!(claims.client_id, "password");
+        }
     }
 
     #[test]
-    fn a_token_from_another_secret_is_invalid() {
-        let grant = Grant {
-            user_id: Uuid::now_v7(),
-            role: Role::Admin,
-            scopes: Scopes::NONE,
-            client_id: "password",
-        };
-        let issued = tokens(&[1; 32]).issue(&grant).unwrap();
-        assert!(matches!(
-            tokens(&[2; 32]).verify(&issued.access_token),
-            Err(TokenError::Invalid)
-        ));
+    fn a_token_from_another_key_is_invalid() {
+        for alg in [SigningAlg::HS256, SigningAlg::EdDSA] {
+            let issued = tokens(key(alg), vec![]).issue(&grant()).unwrap();
+            assert!(matches!(
+                tokens(key(alg), vec![]).verify(&issued.access_token),
+                Err(TokenError::Invalid)
+            ));
+        }
     }
 
     #[test]
-    fn the_key_id_names_the_secret_without_showing_it() {
-        let kid = key_id(&[0x41; 32]);
-        assert_eq!(kid.len(), 16);
-        assert_eq!(kid, key_id(&[0x41; 32]));
-        assert_ne!(kid, key_id(&[0x42; 32]));
+    fn a_previous_key_still_verifies_after_a_rotation() {
+        let old = key(SigningAlg::EdDSA);
+        let t = tokens(same(&old), vec![]);
+        let before = t.issue(&grant()).unwrap().access_token;
+        t.replace_keys(KeySet {
+            current: key(SigningAlg::EdDSA),
+            previous: vec![same(&old)],
+        });
+        assert!(t.verify(&before).is_ok());
+        let after = t.issue(&grant()).unwrap().access_token;
+        assert!(t.verify(&after).is_ok());
+        assert_eq!(t.public_keys().len(), 2);
+
+        // Once the previous key is dropped, its tokens are refused.
+        t.replace_keys(KeySet {
+            current: key(SigningAlg::EdDSA),
+            previous: vec![],
+        });
+        assert!(matches!(t.verify(&before), Err(TokenError::Invalid)));
+    }
+
+    #[test]
+    fn a_shared_secret_is_never_published() {
+        assert!(tokens(key(SigningAlg::HS256), vec![])
+            .public_keys()
+            .is_empty());
     }
 }

@@ -1,4 +1,4 @@
-//! The server over time: restarts keep data and the signing secret, shutdown
+//! The server over time: restarts keep data and the signing keys, shutdown
 //! flushes pending key-use times, the database file holds no secret in
 //! plaintext, and SQLite runs in WAL mode.
 
@@ -48,7 +48,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 // ---- restarts ----
 
 #[tokio::test]
-async fn a_restart_on_the_same_data_directory_keeps_every_row_and_the_secret() {
+async fn a_restart_on_the_same_data_directory_keeps_every_row_and_the_signing_keys() {
     // Arrange
     let app = spawn_app_with(|config| config.issuer = Some(ISSUER.into())).await;
     let user = TestUser::generate().register(&app).await;
@@ -59,18 +59,18 @@ async fn a_restart_on_the_same_data_directory_keeps_every_row_and_the_secret() {
     let key_token = app.exchange(&key).await;
     app.create_todo(&key_token, "before restart 1").await;
     app.create_todo(&key_token, "before restart 2").await;
-    let secret_file = app.config.data_dir.join("jwt-secret");
-    let secret = std::fs::read(&secret_file).expect("a generated secret");
+    let secret_file = app.config.data_dir.join(latchkey::keyring::KEYRING_FILE);
+    let secret = std::fs::read(&secret_file).expect("a generated keyring");
     let me_before: Value = app.get(&login_token, "/me").await.json().await.unwrap();
 
     // Act
     let app = app.restart().await;
 
-    // Assert: the same secret, still owner-only.
+    // Assert: the same keys, still owner-only.
     assert_eq!(std::fs::read(&secret_file).unwrap(), secret);
     #[cfg(unix)]
     {
-        assert_eq!(mode(&secret_file), 0o600, "the JWT secret file's mode");
+        assert_eq!(mode(&secret_file), 0o600, "the signing keyring's mode");
         assert_eq!(
             mode(&app.config.data_dir),
             0o700,

@@ -1,0 +1,263 @@
+//! Token signing keys: what they are made of, how they are named, and what of
+//! them may be published. Where they are kept is `keyring`'s business.
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, DecodePrivateKey, EncodePrivateKey};
+use jsonwebtoken::{
+    jwk::{
+        AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, OctetKeyPairParameters,
+        OctetKeyPairType, ThumbprintHash,
+    },
+    Algorithm, DecodingKey, EncodingKey,
+};
+use rand::TryRngCore;
+
+/// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The algorithms tokens can be signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SigningAlg {
+    /// HMAC with SHA-256 and a shared secret: only this server can verify.
+    HS256,
+    /// Ed25519 signatures: anyone holding the published public key can verify.
+    EdDSA,
+}
+
+impl SigningAlg {
+    pub fn jwt(self) -> Algorithm {
+        match self {
+            SigningAlg::HS256 => Algorithm::HS256,
+            SigningAlg::EdDSA => Algorithm::EdDSA,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::HS256 => "HS256",
+            SigningAlg::EdDSA => "EdDSA",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("an HS256 secret must be at least {MIN_SECRET_BYTES} bytes long")]
+    ShortSecret,
+    #[error(
+        "not a PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519` makes one)"
+    )]
+    NotEd25519,
+    #[error("could not read the operating system's random number generator")]
+    Random,
+}
+
+/// One signing key with its id. The private half never leaves this type except
+/// through [`SigningKey::private_text`], which is how the keyring stores it.
+// No `Debug`: it holds a secret.
+pub struct SigningKey {
+    kid: String,
+    material: Material,
+}
+
+enum Material {
+    /// The secret's bytes as configured or stored (text, used as is).
+    Hs256(Vec<u8>),
+    Ed25519(ed25519_dalek::SigningKey),
+}
+
+impl SigningKey {
+    pub fn hs256(secret: &[u8]) -> Result<SigningKey, KeyError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(KeyError::ShortSecret);
+        }
+        Ok(SigningKey {
+            kid: secret_key_id(secret),
+            material: Material::Hs256(secret.to_vec()),
+        })
+    }
+
+    pub fn ed25519_from_pem(pem: &str) -> Result<SigningKey, KeyError> {
+        let key =
+            ed25519_dalek::SigningKey::from_pkcs8_pem(pem).map_err(|_| KeyError::NotEd25519)?;
+        Ok(SigningKey {
+            kid: thumbprint(&public_x(&key)),
+            material: Material::Ed25519(key),
+        })
+    }
+
+    /// A new key from the operating system's random number generator. An
+    /// HS256 secret is 32 random bytes kept as base64url text, so it can be
+    /// copied into `LATCHKEY_JWT_SECRET` as it stands.
+    pub fn generate(alg: SigningAlg) -> Result<SigningKey, KeyError> {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut bytes)
+            .map_err(|_| KeyError::Random)?;
+        match alg {
+            SigningAlg::HS256 => SigningKey::hs256(URL_SAFE_NO_PAD.encode(bytes).as_bytes()),
+            SigningAlg::EdDSA => {
+                let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
+                Ok(SigningKey {
+                    kid: thumbprint(&public_x(&key)),
+                    material: Material::Ed25519(key),
+                })
+            }
+        }
+    }
+
+    /// Reads a key back from [`SigningKey::private_text`].
+    pub fn from_private_text(alg: SigningAlg, text: &str) -> Result<SigningKey, KeyError> {
+        match alg {
+            SigningAlg::HS256 => SigningKey::hs256(text.as_bytes()),
+            SigningAlg::EdDSA => SigningKey::ed25519_from_pem(text),
+        }
+    }
+
+    /// The secret (HS256) or the PKCS#8 PEM private key (EdDSA), for storage.
+    pub fn private_text(&self) -> String {
+        match &self.material {
+            Material::Hs256(secret) => String::from_utf8_lossy(secret).into_owned(),
+            Material::Ed25519(key) => key
+                .to_pkcs8_pem(LineEnding::LF)
+                .expect("an Ed25519 key always encodes")
+                .to_string(),
+        }
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn alg(&self) -> SigningAlg {
+        match self.material {
+            Material::Hs256(_) => SigningAlg::HS256,
+            Material::Ed25519(_) => SigningAlg::EdDSA,
+        }
+    }
+
+    pub fn encoding_key(&self) -> EncodingKey {
+        match &self.material {
+            Material::Hs256(secret) => EncodingKey::from_secret(secret),
+            Material::Ed25519(key) => EncodingKey::from_ed_der(
+                key.to_pkcs8_der()
+                    .expect("an Ed25519 key always encodes")
+                    .as_bytes(),
+            ),
+        }
+    }
+
+    pub fn decoding_key(&self) -> DecodingKey {
+        match &self.material {
+            Material::Hs256(secret) => DecodingKey::from_secret(secret),
+            Material::Ed25519(key) => DecodingKey::from_ed_der(key.verifying_key().as_bytes()),
+        }
+    }
+
+    /// What may be published: the public key of an asymmetric key, never a
+    /// shared secret.
+    pub fn public_key(&self) -> Option<PublicKey> {
+        match &self.material {
+            Material::Hs256(_) => None,
+            Material::Ed25519(key) => Some(PublicKey {
+                kid: self.kid.clone(),
+                alg: SigningAlg::EdDSA,
+                x: public_x(key),
+            }),
+        }
+    }
+}
+
+/// An Ed25519 public key as RFC 8037 puts it in a JWK (`kty: OKP`,
+/// `crv: Ed25519`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub kid: String,
+    pub alg: SigningAlg,
+    /// The public key, base64url.
+    pub x: String,
+}
+
+fn public_x(key: &ed25519_dalek::SigningKey) -> String {
+    URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes())
+}
+
+/// RFC 7638 JWK thumbprint: the id other services and libraries expect for a
+/// published key, and the same on every server that holds the key.
+fn thumbprint(x: &str) -> String {
+    Jwk {
+        common: CommonParameters::default(),
+        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+            key_type: OctetKeyPairType::OctetKeyPair,
+            curve: EllipticCurve::Ed25519,
+            x: x.to_owned(),
+        }),
+    }
+    .thumbprint(ThumbprintHash::SHA256)
+}
+
+/// Names a shared secret without revealing anything about it.
+fn secret_key_id(secret: &[u8]) -> String {
+    let digest = blake3::derive_key("latchkey 2026-11 HS256 key id", secret);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_key_id_names_the_secret_without_showing_it() {
+        let kid = secret_key_id(&[0x41; 32]);
+        assert_eq!(kid.len(), 16);
+        assert_eq!(kid, secret_key_id(&[0x41; 32]));
+        assert_ne!(kid, secret_key_id(&[0x42; 32]));
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        assert!(matches!(
+            SigningKey::hs256(b"short"),
+            Err(KeyError::ShortSecret)
+        ));
+    }
+
+    #[test]
+    fn keys_survive_their_stored_form() {
+        for alg in [SigningAlg::HS256, SigningAlg::EdDSA] {
+            let key = SigningKey::generate(alg).unwrap();
+            let back = SigningKey::from_private_text(alg, &key.private_text()).unwrap();
+            assert_eq!(back.kid(), key.kid());
+            assert_eq!(back.alg(), alg);
+        }
+    }
+
+    #[test]
+    fn only_an_asymmetric_key_has_a_public_half() {
+        assert!(SigningKey::generate(SigningAlg::HS256)
+            .unwrap()
+            .public_key()
+            .is_none());
+        let ed = SigningKey::generate(SigningAlg::EdDSA).unwrap();
+        let public = ed.public_key().unwrap();
+        assert_eq!(public.kid, ed.kid());
+        assert_eq!(URL_SAFE_NO_PAD.decode(&public.x).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn the_ed25519_key_id_is_the_rfc_7638_thumbprint() {
+        // RFC 8037 Appendix A.3: the thumbprint of the example public key.
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        assert_eq!(thumbprint(x), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    }
+
+    #[test]
+    fn a_pem_that_is_not_ed25519_is_refused() {
+        assert!(matches!(
+            SigningKey::ed25519_from_pem(
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+            ),
+            Err(KeyError::NotEd25519)
+        ));
+    }
+}

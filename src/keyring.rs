@@ -1,0 +1,492 @@
+//! Where token signing keys come from: a key given in the configuration, or a
+//! keyring file in the data directory that is generated on first start and
+//! that `latchkey signing-key rotate` changes while servers run.
+//!
+//! The file holds every key still needed: the current key of each algorithm
+//! and the keys it replaced, until the last token they signed has expired.
+//! Servers read it again every [`RELOAD_INTERVAL`], so a rotation needs no
+//! restart.
+
+use std::{
+    fs,
+    io::{ErrorKind, Write},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::Config,
+    domain::{
+        signing::{SigningAlg, SigningKey},
+        tokens::{KeySet, Tokens, LEEWAY_SECS},
+    },
+};
+
+pub const KEYRING_FILE: &str = "signing-keys.json";
+const LOCK_FILE: &str = "signing-keys.lock";
+/// Where the HS256 secret was kept before keys could rotate; imported once.
+const LEGACY_SECRET_FILE: &str = "jwt-secret";
+
+/// How often a running server looks for a rotation.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The key the configuration names, if it names one: such a key is used as
+/// is and never rotated by latchkey.
+pub fn configured(config: &Config) -> anyhow::Result<Option<SigningKey>> {
+    let alg = config.jwt_alg.into();
+    match (&config.jwt_secret, &config.jwt_key_file, alg) {
+        (Some(_), Some(_), _) => {
+            bail!("--jwt-secret and --jwt-key-file are alternatives: set one")
+        }
+        (Some(secret), None, SigningAlg::HS256) => Ok(Some(
+            SigningKey::hs256(secret.as_bytes()).context("--jwt-secret")?,
+        )),
+        (Some(_), None, SigningAlg::EdDSA) => bail!(
+            "--jwt-secret is an HS256 secret; with --jwt-alg EdDSA give an Ed25519 key with --jwt-key-file"
+        ),
+        (None, Some(path), SigningAlg::EdDSA) => {
+            let pem = fs::read_to_string(path)
+                .with_context(|| format!("reading the signing key {}", path.display()))?;
+            let key = SigningKey::ed25519_from_pem(&pem)
+                .with_context(|| format!("reading the signing key {}", path.display()))?;
+            Ok(Some(key))
+        }
+        (None, Some(_), SigningAlg::HS256) => {
+            bail!("--jwt-key-file holds an Ed25519 key: use it with --jwt-alg EdDSA")
+        }
+        (None, None, _) => Ok(None),
+    }
+}
+
+/// The keyring file of one data directory, seen with one algorithm and token
+/// lifetime.
+pub struct Keyring {
+    dir: PathBuf,
+    alg: SigningAlg,
+    /// How long a replaced key keeps verifying.
+    grace: chrono::Duration,
+}
+
+/// What a rotation did.
+pub struct Rotation {
+    pub current: String,
+    pub retired: Vec<(String, DateTime<Utc>)>,
+}
+
+/// One line of `latchkey signing-key list`.
+pub struct Listed {
+    pub kid: String,
+    pub alg: SigningAlg,
+    pub created_at: DateTime<Utc>,
+    pub state: KeyState,
+}
+
+pub enum KeyState {
+    Current,
+    Verifying { until: DateTime<Utc> },
+    Expired,
+}
+
+impl Keyring {
+    pub fn new(config: &Config) -> Keyring {
+        // A server may sign with a replaced key until it next reads the file,
+        // and its tokens then live their lifetime plus the leeway.
+        let grace = config.token_ttl + Duration::from_secs(LEEWAY_SECS) + 2 * RELOAD_INTERVAL;
+        Keyring {
+            dir: config.data_dir.clone(),
+            alg: config.jwt_alg.into(),
+            grace: chrono::Duration::from_std(grace).expect("token lifetimes are bounded"),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(KEYRING_FILE)
+    }
+
+    /// The keys in force now, after adding a current key of this algorithm
+    /// if the file has none (first start, or a change of algorithm).
+    pub fn load_or_create(&self) -> anyhow::Result<KeySet> {
+        if let Some(stored) = self.read()? {
+            if let Some(keys) = self.in_force(&stored, Utc::now())? {
+                return Ok(keys);
+            }
+        }
+        self.update(|stored, now| {
+            if stored.current(self.alg).is_none() {
+                stored.add(SigningKey::generate(self.alg)?, now);
+            }
+            Ok(())
+        })?;
+        let stored = self
+            .read()?
+            .context("the keyring vanished as it was written")?;
+        self.in_force(&stored, Utc::now())?
+            .context("the keyring has no current key after adding one")
+    }
+
+    /// Makes a new key current and starts the grace period of the one it
+    /// replaces.
+    pub fn rotate(&self) -> anyhow::Result<Rotation> {
+        let mut rotation = None;
+        self.update(|stored, now| {
+            let retired = stored.retire(self.alg, now, self.grace);
+            let key = SigningKey::generate(self.alg)?;
+            rotation = Some(Rotation {
+                current: key.kid().to_owned(),
+                retired,
+            });
+            stored.add(key, now);
+            Ok(())
+        })?;
+        Ok(rotation.expect("the update ran"))
+    }
+
+    pub fn list(&self) -> anyhow::Result<Vec<Listed>> {
+        let now = Utc::now();
+        let stored = self.read()?.unwrap_or_default();
+        Ok(stored
+            .keys
+            .iter()
+            .map(|k| Listed {
+                kid: k.kid.clone(),
+                alg: k.alg,
+                created_at: k.created_at,
+                state: match k.retired_at {
+                    None => KeyState::Current,
+                    Some(at) if now < at + self.grace => KeyState::Verifying {
+                        until: at + self.grace,
+                    },
+                    Some(_) => KeyState::Expired,
+                },
+            })
+            .collect())
+    }
+
+    /// Keeps `tokens` in step with the file: a rotation, or the end of a
+    /// replaced key's grace period, changes the keys in force within a
+    /// [`RELOAD_INTERVAL`]. A file that cannot be read leaves the keys as
+    /// they are, with a warning.
+    pub fn spawn_watcher(self, tokens: Arc<Tokens>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut seen = fs::read(self.path()).ok();
+            let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
+            loop {
+                ticks.tick().await;
+                let now_bytes = match fs::read(self.path()) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the signing keyring; keeping the keys in use");
+                        continue;
+                    }
+                };
+                let changed = seen.as_deref() != Some(now_bytes.as_slice());
+                let lapsed = match parse(&now_bytes) {
+                    Ok(stored) if changed || self.grace_ended(&stored, &tokens) => stored,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the signing keyring does not parse; keeping the keys in use");
+                        continue;
+                    }
+                };
+                seen = Some(now_bytes);
+                match self.in_force(&lapsed, Utc::now()) {
+                    Ok(Some(keys)) => {
+                        let kid = keys.current.kid().to_owned();
+                        let verifying = keys.previous.len();
+                        tokens.replace_keys(keys);
+                        tracing::info!(kid, verifying, "signing keys reloaded");
+                    }
+                    Ok(None) => tracing::warn!(
+                        "the signing keyring has no current {} key; keeping the keys in use",
+                        self.alg.as_str()
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the signing keyring is unusable; keeping the keys in use")
+                    }
+                }
+            }
+        })
+    }
+
+    /// Whether a key that verifies now has passed its grace period.
+    fn grace_ended(&self, stored: &StoredKeyring, tokens: &Tokens) -> bool {
+        let now = Utc::now();
+        let in_use = tokens.key_ids();
+        stored.keys.iter().any(|k| {
+            k.retired_at.is_some_and(|at| now >= at + self.grace) && in_use.contains(&k.kid)
+        })
+    }
+
+    /// The current key of this algorithm and the replaced ones still in their
+    /// grace period; `None` if there is no current key.
+    fn in_force(
+        &self,
+        stored: &StoredKeyring,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<KeySet>> {
+        let Some(current) = stored.current(self.alg) else {
+            return Ok(None);
+        };
+        let previous = stored
+            .keys
+            .iter()
+            .filter(|k| k.alg == self.alg)
+            .filter(|k| k.retired_at.is_some_and(|at| now < at + self.grace))
+            .map(StoredKey::key)
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some(KeySet {
+            current: current.key()?,
+            previous,
+        }))
+    }
+
+    fn read(&self) -> anyhow::Result<Option<StoredKeyring>> {
+        let path = self.path();
+        match fs::read(&path) {
+            Ok(bytes) => parse(&bytes)
+                .with_context(|| format!("reading {}", path.display()))
+                .map(Some),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Read, change, write back, holding the directory's keyring lock so two
+    /// writers (a starting server, a rotation) cannot lose each other's key.
+    fn update(
+        &self,
+        change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let lock = private_file(&self.dir.join(LOCK_FILE), false)
+            .context("opening the signing keyring's lock file")?;
+        lock.lock().context("locking the signing keyring")?;
+        let mut stored = match self.read()? {
+            Some(stored) => stored,
+            None => self.import_legacy_secret()?,
+        };
+        let now = Utc::now();
+        // Keys past their grace period serve no token any more.
+        stored
+            .keys
+            .retain(|k| k.retired_at.is_none_or(|at| now < at + self.grace));
+        change(&mut stored, now)?;
+        let text = serde_json::to_string_pretty(&stored).expect("the keyring serialises");
+        let path = self.path();
+        let temporary = self.dir.join(format!("{KEYRING_FILE}.new"));
+        let mut file = private_file(&temporary, true)
+            .with_context(|| format!("writing {}", temporary.display()))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
+        let legacy = self.dir.join(LEGACY_SECRET_FILE);
+        if legacy.exists() {
+            fs::remove_file(&legacy)
+                .with_context(|| format!("removing {} (now in the keyring)", legacy.display()))?;
+        }
+        Ok(())
+    }
+
+    /// A data directory from before the keyring kept one HS256 secret in its
+    /// own file: it becomes the keyring's first key, so tokens it signed stay
+    /// valid.
+    fn import_legacy_secret(&self) -> anyhow::Result<StoredKeyring> {
+        let mut stored = StoredKeyring::default();
+        let legacy = self.dir.join(LEGACY_SECRET_FILE);
+        match fs::read_to_string(&legacy) {
+            Ok(text) => {
+                let key = SigningKey::hs256(text.trim().as_bytes())
+                    .with_context(|| format!("reading {}", legacy.display()))?;
+                stored.add(key, Utc::now());
+                tracing::info!(path = %legacy.display(), "moved the JWT secret into the signing keyring");
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", legacy.display())),
+        }
+        Ok(stored)
+    }
+}
+
+fn parse(bytes: &[u8]) -> anyhow::Result<StoredKeyring> {
+    serde_json::from_slice(bytes)
+        .context("the signing keyring is not valid JSON of the expected shape")
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct StoredKeyring {
+    keys: Vec<StoredKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredKey {
+    kid: String,
+    alg: SigningAlg,
+    created_at: DateTime<Utc>,
+    /// When another key replaced this one; `None` while it is current.
+    retired_at: Option<DateTime<Utc>>,
+    /// The HS256 secret, or the Ed25519 key as PKCS#8 PEM.
+    private_key: String,
+}
+
+impl StoredKeyring {
+    fn current(&self, alg: SigningAlg) -> Option<&StoredKey> {
+        self.keys
+            .iter()
+            .filter(|k| k.alg == alg && k.retired_at.is_none())
+            .max_by_key(|k| k.created_at)
+    }
+
+    fn add(&mut self, key: SigningKey, now: DateTime<Utc>) {
+        self.keys.push(StoredKey {
+            kid: key.kid().to_owned(),
+            alg: key.alg(),
+            created_at: now,
+            retired_at: None,
+            private_key: key.private_text(),
+        });
+    }
+
+    fn retire(
+        &mut self,
+        alg: SigningAlg,
+        now: DateTime<Utc>,
+        grace: chrono::Duration,
+    ) -> Vec<(String, DateTime<Utc>)> {
+        self.keys
+            .iter_mut()
+            .filter(|k| k.alg == alg && k.retired_at.is_none())
+            .map(|k| {
+                k.retired_at = Some(now);
+                (k.kid.clone(), now + grace)
+            })
+            .collect()
+    }
+}
+
+impl StoredKey {
+    fn key(&self) -> anyhow::Result<SigningKey> {
+        let key = SigningKey::from_private_text(self.alg, &self.private_key)
+            .with_context(|| format!("signing key {}", self.kid))?;
+        if key.kid() != self.kid {
+            bail!("signing key {} does not match its id", self.kid);
+        }
+        Ok(key)
+    }
+}
+
+/// Opens a file readable by its owner only, from the first byte written.
+fn private_file(path: &Path, truncate: bool) -> std::io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(truncate);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::JwtAlg;
+
+    fn keyring(dir: &Path, alg: JwtAlg) -> Keyring {
+        let mut config = Config::new(dir);
+        config.jwt_alg = alg;
+        Keyring::new(&config)
+    }
+
+    #[test]
+    fn a_generated_key_is_kept_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = keyring(dir.path(), JwtAlg::EdDsa);
+        let first = ring.load_or_create().unwrap();
+        assert_eq!(first.current.alg(), SigningAlg::EdDSA);
+        assert!(first.previous.is_empty());
+        let again = ring.load_or_create().unwrap();
+        assert_eq!(again.current.kid(), first.current.kid());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join(KEYRING_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_replaced_key_for_its_grace_period_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = keyring(dir.path(), JwtAlg::Hs256);
+        let old = ring.load_or_create().unwrap().current.kid().to_owned();
+        let rotation = ring.rotate().unwrap();
+        assert_eq!(rotation.retired.len(), 1);
+        assert_eq!(rotation.retired[0].0, old);
+
+        let stored = ring.read().unwrap().unwrap();
+        let now = Utc::now();
+        let keys = ring.in_force(&stored, now).unwrap().unwrap();
+        assert_eq!(keys.current.kid(), rotation.current);
+        assert_eq!(keys.previous.len(), 1);
+        assert_eq!(keys.previous[0].kid(), old);
+
+        let later = ring.in_force(&stored, now + ring.grace).unwrap().unwrap();
+        assert_eq!(later.current.kid(), rotation.current);
+        assert!(later.previous.is_empty());
+    }
+
+    #[test]
+    fn each_algorithm_has_its_own_current_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let hs = keyring(dir.path(), JwtAlg::Hs256).load_or_create().unwrap();
+        let ed = keyring(dir.path(), JwtAlg::EdDsa).load_or_create().unwrap();
+        assert_eq!(hs.current.alg(), SigningAlg::HS256);
+        assert_eq!(ed.current.alg(), SigningAlg::EdDSA);
+        let hs_again = keyring(dir.path(), JwtAlg::Hs256).load_or_create().unwrap();
+        assert_eq!(hs_again.current.kid(), hs.current.kid());
+    }
+
+    #[test]
+    fn a_secret_from_before_the_keyring_is_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "s".repeat(43);
+        fs::write(dir.path().join(LEGACY_SECRET_FILE), &secret).unwrap();
+        let keys = keyring(dir.path(), JwtAlg::Hs256).load_or_create().unwrap();
+        assert_eq!(
+            keys.current.kid(),
+            SigningKey::hs256(secret.as_bytes()).unwrap().kid()
+        );
+        assert!(!dir.path().join(LEGACY_SECRET_FILE).exists());
+    }
+
+    #[test]
+    fn configured_keys_must_match_the_algorithm() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.jwt_secret = Some("x".repeat(32));
+        assert!(configured(&config).unwrap().is_some());
+        config.jwt_alg = JwtAlg::EdDsa;
+        assert!(configured(&config).is_err());
+
+        let pem = SigningKey::generate(SigningAlg::EdDSA)
+            .unwrap()
+            .private_text();
+        let path = dir.path().join("ed25519.pem");
+        fs::write(&path, pem).unwrap();
+        config.jwt_secret = None;
+        config.jwt_key_file = Some(path);
+        assert_eq!(
+            configured(&config).unwrap().unwrap().alg(),
+            SigningAlg::EdDSA
+        );
+        config.jwt_alg = JwtAlg::Hs256;
+        assert!(configured(&config).is_err());
+    }
+}
