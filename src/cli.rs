@@ -19,10 +19,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(cli.config).await,
         Command::Admin(AdminCommand::Create { email }) => create_admin(&cli.config, &email).await,
         Command::SigningKey(command) => signing_key(&cli.config, command),
-        Command::Openapi { format } => {
+        Command::Openapi { format, server_url } => {
             let spec = match format {
-                SpecFormat::Json => http::spec_json(),
-                SpecFormat::Yaml => http::spec_yaml(),
+                SpecFormat::Json => http::spec_json_at(&server_url),
+                SpecFormat::Yaml => http::spec_yaml_at(&server_url),
             };
             println!("{}", spec.trim_end());
             Ok(())

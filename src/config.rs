@@ -39,6 +39,9 @@ pub enum Command {
     Openapi {
         #[arg(long, value_enum, default_value = "json")]
         format: SpecFormat,
+        /// The server URL the document names, for clients that import it.
+        #[arg(long, default_value = crate::http::DEFAULT_BASE_URL)]
+        server_url: String,
     },
 }
 

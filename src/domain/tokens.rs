@@ -82,6 +82,7 @@ pub struct Tokens {
 
 /// A key set made ready for use, so a request does no key parsing.
 struct LoadedKeys {
+    alg: SigningAlg,
     header: Header,
     encoding: EncodingKey,
     /// The current key first: most tokens are found at once.
@@ -121,6 +122,11 @@ impl Tokens {
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The algorithm new tokens are signed with.
+    pub fn alg(&self) -> SigningAlg {
+        self.keys.load().alg
     }
 
     /// The public keys that verify tokens now: empty with a shared secret.
@@ -206,6 +212,7 @@ impl LoadedKeys {
             .chain(&keys.previous)
             .collect();
         LoadedKeys {
+            alg: keys.current.alg(),
             header,
             encoding: keys.current.encoding_key(),
             verifiers: all

@@ -16,11 +16,12 @@ use poem::{
     middleware::CatchPanic,
     Body, Endpoint, EndpointExt, IntoResponse, Request, Route,
 };
-use poem_openapi::OpenApiService;
+use poem_openapi::{LicenseObject, OpenApiService, ServerObject};
+use serde_json::Value;
 
 use self::api::{
-    admin::AdminApi, health::HealthApi, keys::KeysApi, todos::TodosApi, token::TokenApi,
-    users::UsersApi,
+    admin::AdminApi, discovery::DiscoveryApi, health::HealthApi, keys::KeysApi, todos::TodosApi,
+    token::TokenApi, users::UsersApi,
 };
 use crate::state::AppState;
 
@@ -28,12 +29,33 @@ use crate::state::AppState;
 /// it is read.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-pub type Apis = (UsersApi, TokenApi, KeysApi, TodosApi, AdminApi, HealthApi);
+pub type Apis = (
+    UsersApi,
+    TokenApi,
+    KeysApi,
+    TodosApi,
+    AdminApi,
+    HealthApi,
+    DiscoveryApi,
+);
 
-/// The OpenAPI service: the operations and the document generated from them.
-pub fn openapi() -> OpenApiService<Apis, ()> {
+/// The base URL the committed spec names: where `cargo run --release` serves.
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
+
+/// The OpenAPI service: the operations and the document generated from them,
+/// naming `base_url` as the server, so that a client importing the document
+/// (Postman, Insomnia) sends its requests there.
+pub fn openapi(base_url: &str) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (UsersApi, TokenApi, KeysApi, TodosApi, AdminApi, HealthApi),
+        (
+            UsersApi,
+            TokenApi,
+            KeysApi,
+            TodosApi,
+            AdminApi,
+            HealthApi,
+            DiscoveryApi,
+        ),
         "latchkey",
         env!("CARGO_PKG_VERSION"),
     )
@@ -43,23 +65,53 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
          `application/problem+json`, except on `/auth/token`, which answers RFC 6749 \
          error bodies, and bearer failures carry RFC 6750 `WWW-Authenticate`.",
     )
+    .license(LicenseObject::new("MIT OR Apache-2.0"))
+    .server(ServerObject::new(base_url).description("latchkey"))
 }
 
-/// The spec as JSON, as served and as committed in `openapi/openapi.json`.
+/// The document for a server at `base_url`. Operations anyone may call say so
+/// with an empty `security` list: without one, linters and importers cannot
+/// tell them from operations whose security was forgotten.
+pub fn document(base_url: &str) -> Value {
+    let mut doc: Value =
+        serde_json::from_str(&openapi(base_url).spec()).expect("poem-openapi writes JSON");
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in operation.values_mut().filter_map(Value::as_object_mut) {
+                op.entry("security")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+            }
+        }
+    }
+    doc
+}
+
+/// The spec as JSON, as committed in `openapi/openapi.json`.
 pub fn spec_json() -> String {
-    openapi().spec()
+    spec_json_at(DEFAULT_BASE_URL)
 }
 
-/// The spec as YAML, as served and as committed in `openapi/openapi.yaml`.
+/// The spec as YAML, as committed in `openapi/openapi.yaml`.
 pub fn spec_yaml() -> String {
-    openapi().spec_yaml()
+    spec_yaml_at(DEFAULT_BASE_URL)
+}
+
+/// The spec as JSON for a server at `base_url`, as that server serves it.
+pub fn spec_json_at(base_url: &str) -> String {
+    serde_json::to_string_pretty(&document(base_url)).expect("a JSON value serialises")
+}
+
+/// The spec as YAML for a server at `base_url`, as that server serves it.
+pub fn spec_yaml_at(base_url: &str) -> String {
+    serde_yaml::to_string(&document(base_url)).expect("a JSON value serialises as YAML")
 }
 
 pub fn app(state: Arc<AppState>) -> impl Endpoint {
-    let json = spec_json();
-    let yaml = spec_yaml();
+    let base_url = state.tokens.issuer().trim_end_matches('/').to_owned();
+    let json = spec_json_at(&base_url);
+    let yaml = spec_yaml_at(&base_url);
     Route::new()
-        .nest("/", openapi())
+        .nest("/", openapi(&base_url))
         .at(
             "/openapi.json",
             get(make_sync(move |_| {

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use poem_openapi::{types::ParseFromYAML, Object};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, spawn_app};
 
@@ -18,7 +18,7 @@ const METHODS: [&str; 8] = [
 ];
 
 /// Every operation of the design's HTTP contract.
-const CONTRACT: [(&str, &str); 18] = [
+const CONTRACT: [(&str, &str); 20] = [
     ("post", "/users"),
     ("post", "/auth/token"),
     ("get", "/me"),
@@ -37,14 +37,18 @@ const CONTRACT: [(&str, &str); 18] = [
     ("delete", "/admin/keys/{id}"),
     ("get", "/health"),
     ("get", "/ready"),
+    ("get", "/.well-known/oauth-authorization-server"),
+    ("get", "/.well-known/jwks.json"),
 ];
 
 /// The operations anyone may call without a token.
-const PUBLIC: [(&str, &str); 4] = [
+const PUBLIC: [(&str, &str); 6] = [
     ("post", "/users"),
     ("post", "/auth/token"),
     ("get", "/health"),
     ("get", "/ready"),
+    ("get", "/.well-known/oauth-authorization-server"),
+    ("get", "/.well-known/jwks.json"),
 ];
 
 /// The four scopes the design names.
@@ -135,7 +139,7 @@ fn the_committed_openapi_yaml_is_up_to_date() {
 // ---- the served spec ----
 
 #[tokio::test]
-async fn get_openapi_json_serves_the_generated_spec() {
+async fn get_openapi_json_serves_the_generated_spec_naming_this_server() {
     // Arrange
     let app = spawn_app().await;
 
@@ -153,7 +157,10 @@ async fn get_openapi_json_serves_the_generated_spec() {
         .to_str()
         .unwrap()
         .starts_with("application/json"));
-    assert_eq!(resp.text().await.unwrap(), latchkey::http::spec_json());
+    let text = resp.text().await.unwrap();
+    assert_eq!(text, latchkey::http::spec_json_at(&app.base));
+    let served: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(served["servers"][0]["url"], app.base.as_str());
 }
 
 #[tokio::test]
@@ -176,10 +183,10 @@ async fn get_openapi_yaml_serves_yaml_that_parses_to_the_same_document() {
         .unwrap()
         .starts_with("application/yaml"));
     let text = resp.text().await.unwrap();
-    assert_eq!(text, latchkey::http::spec_yaml());
+    assert_eq!(text, latchkey::http::spec_yaml_at(&app.base));
     let doc = YamlDocument::parse_from_yaml_string(&text)
         .unwrap_or_else(|e| panic!("/openapi.yaml does not parse: {}", e.message()));
-    let json = spec();
+    let json: Value = serde_json::from_str(&latchkey::http::spec_json_at(&app.base)).unwrap();
     let top: BTreeSet<_> = json.as_object().unwrap().keys().cloned().collect();
     assert!(
         top.is_subset(
@@ -242,9 +249,12 @@ fn the_spec_has_every_contract_operation_each_with_an_id_a_tag_and_a_summary() {
 fn every_operation_documents_an_error_response() {
     // Arrange
     let spec = spec();
-    // Liveness answers 200 whenever the process can answer at all; it has no
-    // error of its own to document.
-    let exempt = [("get", "/health")];
+    // Liveness answers 200 whenever the process can answer at all, and the
+    // server metadata is always there: they have no error of their own.
+    let exempt = [
+        ("get", "/health"),
+        ("get", "/.well-known/oauth-authorization-server"),
+    ];
 
     // Act
     let ops = operations(&spec);
@@ -292,11 +302,10 @@ fn every_operation_but_the_public_ones_needs_a_token_and_documents_401() {
     // Arrange
     let spec = spec();
 
-    // Act
-    let secured: Vec<_> = operations(&spec)
+    // Act: public operations say so with an empty list.
+    let (secured, public): (Vec<_>, Vec<_>) = operations(&spec)
         .into_iter()
-        .filter(|(_, _, op)| op.get("security").is_some())
-        .collect();
+        .partition(|(_, _, op)| op["security"].as_array().is_some_and(|s| !s.is_empty()));
 
     // Assert
     let found: BTreeSet<_> = secured
@@ -308,6 +317,9 @@ fn every_operation_but_the_public_ones_needs_a_token_and_documents_401() {
         .filter(|op| !PUBLIC.contains(op))
         .collect();
     assert_eq!(found, expected, "the operations that need a token");
+    for (method, path, op) in &public {
+        assert_eq!(op["security"], json!([]), "{method} {path} security");
+    }
     for (method, path, op) in &secured {
         let schemes: HashSet<_> = op["security"]
             .as_array()

@@ -1,6 +1,7 @@
 //! One `OpenApi` impl per tag.
 
 pub mod admin;
+pub mod discovery;
 pub mod health;
 pub mod keys;
 pub mod todos;
@@ -23,4 +24,6 @@ pub enum ApiTags {
     Admin,
     /// Liveness and readiness.
     Health,
+    /// OAuth 2.0 server metadata and the public keys that verify tokens.
+    Discovery,
 }
