@@ -10,6 +10,7 @@ mod keys;
 mod lifecycle;
 mod openapi;
 mod revalidation;
+mod signing;
 mod todos;
 mod token;
 mod users;
