@@ -145,8 +145,8 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_TOKEN_TTL", default_value = DEFAULT_TOKEN_TTL, value_parser = parse_ttl, global = true)]
     pub token_ttl: Duration,
 
-    /// The tokens' `iss` claim [default: the public base URL, http://<bind>]
-    #[arg(long, env = "LATCHKEY_ISSUER", global = true)]
+    /// The public base URL: the tokens' `iss` claim, and where discovery and the spec send clients [default: http://<bind>]
+    #[arg(long, env = "LATCHKEY_ISSUER", value_parser = parse_issuer, global = true)]
     pub issuer: Option<String>,
 
     /// The tokens' `aud` claim.
@@ -211,6 +211,22 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
+/// RFC 8414 §2: the issuer is an http(s) URL with no query or fragment, and
+/// the metadata and token endpoint are found under it.
+fn parse_issuer(s: &str) -> Result<String, String> {
+    let uri: poem::http::Uri = s
+        .parse()
+        .map_err(|_| "must be a URL such as https://auth.example.com".to_owned())?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+        return Err("must be an http or https URL such as https://auth.example.com".into());
+    }
+    if uri.query().is_some() || s.contains('#') {
+        return Err("must not have a query or a fragment".into());
+    }
+    // Kept exactly as given: verifiers compare `iss` as a string.
+    Ok(s.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +235,19 @@ mod tests {
     fn the_cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_issuer_is_a_base_url() {
+        assert_eq!(
+            parse_issuer("https://auth.example.com/"),
+            Ok("https://auth.example.com/".into())
+        );
+        assert!(parse_issuer("http://127.0.0.1:8080/latchkey").is_ok());
+        assert!(parse_issuer("latchkey").is_err());
+        assert!(parse_issuer("ftp://example.com").is_err());
+        assert!(parse_issuer("https://example.com/?a=b").is_err());
+        assert!(parse_issuer("https://example.com/#top").is_err());
     }
 
     #[test]
