@@ -15,10 +15,13 @@ use super::problem::problem;
 /// Swagger UI reads the spec from `/openapi.json`; its Authorize button uses the
 /// spec's OAuth2 flows, so a key id and key (client credentials) or an email and
 /// password fetch a token from `/auth/token` with no further setup.
+///
+/// Authorization is not persisted: Swagger UI would keep the API key or the
+/// password in the browser's local storage, in plain text, for a token that
+/// lives a minute.
 pub fn config() -> Arc<Config<'static>> {
     Arc::new(
         Config::new(["/openapi.json"])
-            .persist_authorization(true)
             .display_operation_id(true)
             .try_it_out_enabled(true),
     )

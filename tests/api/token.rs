@@ -373,6 +373,30 @@ async fn invalid_client_by_http_basic_carries_a_basic_challenge() {
 }
 
 #[tokio::test]
+async fn invalid_client_by_basic_from_a_page_script_carries_no_challenge() {
+    // Arrange: what Swagger UI sends; a Basic challenge would make the browser
+    // open its own login prompt instead of letting the page show the error.
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+    let wrong_id = uuid::Uuid::now_v7().to_string();
+
+    // Act
+    let resp = app
+        .client
+        .post(app.url("/auth/token"))
+        .basic_auth(&wrong_id, Some(&key.key))
+        .header("X-Requested-With", "XMLHttpRequest")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(www_authenticate(&resp).is_none());
+    assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+}
+
+#[tokio::test]
 async fn invalid_client_in_the_body_carries_no_challenge() {
     // Arrange
     let app = spawn_app().await;

@@ -91,7 +91,8 @@ pub enum TokenResponse {
     #[oai(status = 400)]
     BadRequest(Json<OAuthError>, #[oai(header = "Cache-Control")] String),
     /// `invalid_client`: the API key is malformed, unknown, revoked or expired, or its
-    /// owner is disabled. Carries `WWW-Authenticate: Basic` when the client used Basic.
+    /// owner is disabled. Carries `WWW-Authenticate: Basic` when the client used Basic,
+    /// unless the request came from a page's script (`X-Requested-With: XMLHttpRequest`).
     #[oai(status = 401)]
     InvalidClient(
         Json<OAuthError>,
@@ -182,6 +183,19 @@ documented! {
     }
 }
 
+/// Whether a failed Basic authentication gets its RFC 6749 §5.2 challenge.
+/// Not for a page's script (Swagger UI marks its token requests with
+/// `X-Requested-With: XMLHttpRequest`): a browser meeting `WWW-Authenticate:
+/// Basic` on a script's request opens its own login prompt, and the page never
+/// sees the `invalid_client` error it should show.
+fn challenge(req: &Request, used_basic: bool) -> bool {
+    let from_script = req
+        .headers()
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"));
+    used_basic && !from_script
+}
+
 #[OpenApi(tag = "ApiTags::Auth")]
 impl TokenApi {
     /// Get an access token
@@ -202,9 +216,11 @@ impl TokenApi {
         };
         let basic = match basic_credentials(req) {
             Ok(basic) => basic,
-            Err(description) => return TokenResponse::invalid_client(description.into(), true),
+            Err(description) => {
+                return TokenResponse::invalid_client(description.into(), challenge(req, true))
+            }
         };
-        let used_basic = basic.is_some();
+        let used_basic = challenge(req, basic.is_some());
         // An empty `scope` (Swagger UI sends one when no box is ticked) asks
         // for the default grant, as if it were left out.
         let requested = body.scope.as_deref().filter(|s| !s.trim().is_empty());
