@@ -69,12 +69,38 @@ pub fn openapi(base_url: &str) -> OpenApiService<Apis, ()> {
     .server(ServerObject::new(base_url).description("latchkey"))
 }
 
-/// The document for a server at `base_url`. Operations anyone may call say so
-/// with an empty `security` list: without one, linters and importers cannot
-/// tell them from operations whose security was forgotten.
+/// The document for a server at `base_url`, finished where poem-openapi
+/// leaves importers guessing:
+/// - operations anyone may call say so with an empty `security` list, or
+///   linters and importers cannot tell them from ones whose security was
+///   forgotten;
+/// - token URLs are absolute, because Postman and Insomnia copy them as they
+///   stand and cannot fetch a relative one;
+/// - the client-credentials flow comes first, because those importers set up
+///   only the first flow, and an API key is what this service is for.
 pub fn document(base_url: &str) -> Value {
     let mut doc: Value =
         serde_json::from_str(&openapi(base_url).spec()).expect("poem-openapi writes JSON");
+    let schemes = doc
+        .pointer_mut("/components/securitySchemes")
+        .and_then(Value::as_object_mut);
+    for scheme in schemes.into_iter().flat_map(|s| s.values_mut()) {
+        let Some(flows) = scheme.get_mut("flows").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for flow in flows.values_mut() {
+            if let Some(url) = flow.get_mut("tokenUrl") {
+                if let Some(path) = url.as_str().filter(|u| u.starts_with('/')) {
+                    *url = Value::String(format!("{}{path}", base_url.trim_end_matches('/')));
+                }
+            }
+        }
+        if let Some(first) = flows.shift_remove("clientCredentials") {
+            let rest = std::mem::take(flows);
+            flows.insert("clientCredentials".into(), first);
+            flows.extend(rest);
+        }
+    }
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for operation in paths.values_mut().filter_map(Value::as_object_mut) {
             for op in operation.values_mut().filter_map(Value::as_object_mut) {
