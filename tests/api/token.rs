@@ -740,3 +740,17 @@ async fn exchange_records_last_used_at_within_a_few_seconds() {
         "{at}"
     );
 }
+
+#[tokio::test]
+async fn an_unknown_grant_type_is_named_before_the_scope_is_looked_at() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act: what an importer's placeholder request sends.
+    let resp = app
+        .token_request(&[("grant_type", "<string>"), ("scope", "<string>")])
+        .await;
+
+    // Assert
+    assert_oauth_error(resp, StatusCode::BAD_REQUEST, "unsupported_grant_type").await;
+}

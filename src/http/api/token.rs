@@ -183,6 +183,11 @@ documented! {
     }
 }
 
+enum GrantType {
+    ClientCredentials,
+    Password,
+}
+
 /// Whether a failed Basic authentication gets its RFC 6749 §5.2 challenge.
 /// Not for a page's script (Swagger UI marks its token requests with
 /// `X-Requested-With: XMLHttpRequest`): a browser meeting `WWW-Authenticate:
@@ -221,6 +226,23 @@ impl TokenApi {
             }
         };
         let used_basic = challenge(req, basic.is_some());
+        // The grant type first: with an unknown one, nothing else matters.
+        let grant = match body.grant_type.as_str() {
+            "client_credentials" => GrantType::ClientCredentials,
+            "password" => GrantType::Password,
+            "" => {
+                return TokenResponse::bad_request(
+                    "invalid_request",
+                    "grant_type is empty; use client_credentials or password.",
+                )
+            }
+            _ => {
+                return TokenResponse::bad_request(
+                    "unsupported_grant_type",
+                    "This server supports grant_type client_credentials and password.",
+                )
+            }
+        };
         // An empty `scope` (Swagger UI sends one when no box is ticked) asks
         // for the default grant, as if it were left out.
         let requested = body.scope.as_deref().filter(|s| !s.trim().is_empty());
@@ -233,8 +255,8 @@ impl TokenApi {
                 )
             }
         };
-        let result = match body.grant_type.as_str() {
-            "client_credentials" => {
+        let result = match grant {
+            GrantType::ClientCredentials => {
                 let (client_id, secret) = match (basic, body.client_secret) {
                     (Some(_), Some(_)) => return TokenResponse::bad_request(
                         "invalid_request",
@@ -260,7 +282,7 @@ impl TokenApi {
                 };
                 exchange::with_key(&state, &secret, client_id.as_deref(), requested).await
             }
-            "password" => {
+            GrantType::Password => {
                 let (Some(username), Some(password)) = (body.username, body.password) else {
                     return TokenResponse::bad_request(
                         "invalid_request",
@@ -268,18 +290,6 @@ impl TokenApi {
                     );
                 };
                 exchange::with_password(&state, &username, password, requested).await
-            }
-            "" => {
-                return TokenResponse::bad_request(
-                    "invalid_request",
-                    "grant_type is empty; use client_credentials or password.",
-                )
-            }
-            _ => {
-                return TokenResponse::bad_request(
-                    "unsupported_grant_type",
-                    "This server supports grant_type client_credentials and password.",
-                )
             }
         };
         match result {
