@@ -34,6 +34,7 @@ pub struct UserPage {
     /// Oldest first.
     pub items: Vec<User>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 

@@ -33,9 +33,12 @@ pub struct Key {
     pub hint: String,
     pub scopes: Vec<String>,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub expires_at: Option<DateTime<Utc>>,
     /// Updated within a few seconds of each exchange.
+    #[oai(nullable)]
     pub last_used_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 

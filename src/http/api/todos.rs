@@ -72,6 +72,7 @@ pub struct TodoPage {
     /// Oldest first.
     pub items: Vec<Todo>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
