@@ -262,6 +262,8 @@ impl Keyring {
         &self,
         change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
+        crate::create_private_dir(&self.dir)
+            .with_context(|| format!("creating the data directory {}", self.dir.display()))?;
         let lock = private_file(&self.dir.join(LOCK_FILE), false)
             .context("opening the signing keyring's lock file")?;
         lock.lock().context("locking the signing keyring")?;

@@ -146,7 +146,8 @@ pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
         .context("opening the database")
 }
 
-fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+/// Creates `path` and its parents, readable by the owner only.
+pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -2,7 +2,9 @@
 //! them may be published. Where they are kept is `keyring`'s business.
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::{
+    spki::der::pem::LineEnding, DecodePrivateKey, EncodePrivateKey, KeypairBytes,
+};
 use jsonwebtoken::{
     jwk::{
         AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, OctetKeyPairParameters,
@@ -118,7 +120,7 @@ impl SigningKey {
     pub fn private_text(&self) -> String {
         match &self.material {
             Material::Hs256(secret) => String::from_utf8_lossy(secret).into_owned(),
-            Material::Ed25519(key) => key
+            Material::Ed25519(key) => pkcs8_v1(key)
                 .to_pkcs8_pem(LineEnding::LF)
                 .expect("an Ed25519 key always encodes")
                 .to_string(),
@@ -140,7 +142,8 @@ impl SigningKey {
         match &self.material {
             Material::Hs256(secret) => EncodingKey::from_secret(secret),
             Material::Ed25519(key) => EncodingKey::from_ed_der(
-                key.to_pkcs8_der()
+                pkcs8_v1(key)
+                    .to_pkcs8_der()
                     .expect("an Ed25519 key always encodes")
                     .as_bytes(),
             ),
@@ -176,6 +179,16 @@ pub struct PublicKey {
     pub alg: SigningAlg,
     /// The public key, base64url.
     pub x: String,
+}
+
+/// The private key alone (RFC 8410's PKCS#8 v1), as `openssl genpkey`
+/// writes it: OpenSSL 3.0 and Python's `cryptography` refuse the v2 form
+/// with the public key inside, so a key taken elsewhere would not load.
+fn pkcs8_v1(key: &ed25519_dalek::SigningKey) -> KeypairBytes {
+    KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
 }
 
 fn public_x(key: &ed25519_dalek::SigningKey) -> String {
@@ -230,6 +243,16 @@ mod tests {
             assert_eq!(back.kid(), key.kid());
             assert_eq!(back.alg(), alg);
         }
+    }
+
+    #[test]
+    fn an_ed25519_key_is_stored_as_openssl_writes_it() {
+        let key = SigningKey::generate(SigningAlg::EdDSA).unwrap();
+        let stored = KeypairBytes::from_pkcs8_pem(&key.private_text()).unwrap();
+        assert!(
+            stored.public_key.is_none(),
+            "PKCS#8 v1: the private key alone"
+        );
     }
 
     #[test]

@@ -137,7 +137,7 @@ impl DiscoveryApi {
         if state.tokens.alg() != SigningAlg::EdDSA {
             return Err(Error::NotFound(
                 "This server signs tokens with a shared secret (HS256), which is never published, \
-                 so it has no public keys. Start it with --jwt-alg EdDSA to publish one.",
+                 so it has no public keys. Start it with --jwt-alg EdDSA to publish one",
             )
             .into());
         }
