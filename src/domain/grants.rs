@@ -12,7 +12,7 @@ pub enum GrantError {
     Expired,
     #[error("the account is disabled")]
     Disabled,
-    #[error("the requested scope exceeds what this client may be granted: {0}")]
+    #[error("this client may be granted none of the requested scope: {0}")]
     ScopeNotAllowed(Scopes),
 }
 
@@ -58,12 +58,21 @@ pub fn for_login(
     narrow(role.allowed_scopes(), requested)
 }
 
-/// RFC 6749 §3.3: a client may ask for less than it is allowed, never more.
+/// RFC 6749 §3.3: a client gets what it asks for, narrowed to what it is
+/// allowed; the response's `scope` says what was granted. Clients that ask for
+/// every scope a spec lists (Postman's importer sets that up) get a token for
+/// the part they hold; a request for nothing they hold is refused.
 fn narrow(available: Scopes, requested: Option<Scopes>) -> Result<Scopes, GrantError> {
     match requested {
         None => Ok(available),
-        Some(wanted) if wanted.is_subset_of(available) => Ok(wanted),
-        Some(wanted) => Err(GrantError::ScopeNotAllowed(wanted.difference(available))),
+        Some(wanted) => {
+            let granted = wanted.intersect(available);
+            if granted == Scopes::NONE {
+                Err(GrantError::ScopeNotAllowed(wanted.difference(available)))
+            } else {
+                Ok(granted)
+            }
+        }
     }
 }
 
@@ -96,6 +105,11 @@ mod tests {
             Err(GrantError::ScopeNotAllowed(Scopes::of(&[
                 Scope::KeysManage
             ])))
+        );
+        assert_eq!(
+            for_key(&k, Some(Scopes::of(&Scope::ALL)), now),
+            Ok(k.scopes),
+            "asking for more than the key holds gets what it holds"
         );
     }
 

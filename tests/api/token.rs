@@ -229,7 +229,26 @@ async fn exchange_treats_an_empty_scope_as_none_asked_for() {
 }
 
 #[tokio::test]
-async fn exchange_rejects_a_scope_beyond_the_key_with_invalid_scope() {
+async fn exchange_narrows_a_scope_beyond_the_key_to_what_the_key_holds() {
+    // Arrange: what Postman's imported OAuth2 settings ask for.
+    let app = spawn_app().await;
+    let (_, _, key) = user_with_key(&app).await;
+
+    // Act
+    let resp = app
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", &key.key),
+            ("scope", "todos:read todos:write keys:manage admin"),
+        ])
+        .await;
+
+    // Assert: RFC 6749 §3.3, the response names the narrower grant.
+    assert_issued(resp, "todos:read todos:write").await;
+}
+
+#[tokio::test]
+async fn exchange_refuses_a_scope_the_key_holds_none_of_with_invalid_scope() {
     // Arrange
     let app = spawn_app().await;
     let (_, _, key) = user_with_key(&app).await;
@@ -239,7 +258,7 @@ async fn exchange_rejects_a_scope_beyond_the_key_with_invalid_scope() {
         .token_request(&[
             ("grant_type", "client_credentials"),
             ("client_secret", &key.key),
-            ("scope", "todos:read keys:manage"),
+            ("scope", "keys:manage"),
         ])
         .await;
 
@@ -271,7 +290,7 @@ async fn exchange_rejects_an_unknown_scope_with_invalid_scope() {
 }
 
 #[tokio::test]
-async fn login_narrows_the_grant_to_the_scope_asked_for_and_refuses_more_than_the_role() {
+async fn login_narrows_the_grant_to_the_scope_asked_for_and_to_the_role() {
     // Arrange
     let app = spawn_app().await;
     let user = TestUser::generate().register(&app).await;
@@ -293,13 +312,22 @@ async fn login_narrows_the_grant_to_the_scope_asked_for_and_refuses_more_than_th
             ("scope", "todos:read admin"),
         ])
         .await;
+    let outside = app
+        .token_request(&[
+            ("grant_type", "password"),
+            ("username", &user.email),
+            ("password", &user.password),
+            ("scope", "admin"),
+        ])
+        .await;
 
     // Assert
     let body = assert_issued(narrowed, "keys:manage").await;
     let me = me(&app, &body).await;
     assert_eq!(me["client_id"], "password");
     assert_eq!(me["role"], "user");
-    assert_oauth_error(beyond, StatusCode::BAD_REQUEST, "invalid_scope").await;
+    assert_issued(beyond, "todos:read").await;
+    assert_oauth_error(outside, StatusCode::BAD_REQUEST, "invalid_scope").await;
 }
 
 #[tokio::test]

@@ -40,8 +40,9 @@ pub struct TokenRequest {
     /// For `password`: the account's password.
     #[oai(write_only)]
     pub password: Option<String>,
-    /// Space-separated scopes: a subset of what the key or role allows.
-    /// Left out, the token gets all of them.
+    /// Space-separated scopes. The token gets those of them the key or role
+    /// allows (the response's `scope` names them), all of those when left
+    /// out; `invalid_scope` if it allows none of them.
     pub scope: Option<String>,
 }
 
