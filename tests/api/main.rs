@@ -10,6 +10,7 @@ mod jwt;
 mod keys;
 mod lifecycle;
 mod openapi;
+mod readme;
 mod revalidation;
 mod schemas;
 mod signing;
