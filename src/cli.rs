@@ -3,6 +3,7 @@
 use std::io::{BufRead, IsTerminal};
 
 use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
 
 use crate::{
     accounts,
@@ -62,20 +63,28 @@ async fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
 fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()> {
     if keyring::configured(config)?.is_some() {
         bail!(
-            "the signing key is set by --jwt-secret or --jwt-key-file (or their LATCHKEY_ variables): \
-             latchkey does not rotate it; change that setting and restart instead"
+            "the signing key is set by --jwt-secret or --jwt-key-file (or their LATCHKEY_ variables), \
+             not kept in the data directory's keyring: to change it, change that setting and restart"
         );
     }
     let keyring = Keyring::new(config);
     match command {
         SigningKeyCommand::Rotate => {
-            let rotation = keyring.rotate()?;
-            println!("new current signing key: {}", rotation.current);
-            for (kid, until) in rotation.retired {
+            let until = Utc::now() + keyring::grace(config.token_ttl);
+            for rotation in keyring.rotate()? {
                 println!(
-                    "replaced key {kid} verifies tokens until {}",
-                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    "new current {} signing key: {}",
+                    rotation.alg.as_str(),
+                    rotation.current
                 );
+                for kid in rotation.retired {
+                    println!(
+                        "replaced key {kid} keeps verifying for the servers' token lifetime \
+                         plus 7 s (with --token-ttl {}: until {})",
+                        humantime::format_duration(config.token_ttl),
+                        timestamp(until)
+                    );
+                }
             }
             println!(
                 "servers using {} switch within a second",
@@ -86,10 +95,9 @@ fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()
             for key in keyring.list()? {
                 let state = match key.state {
                     KeyState::Current => "current".to_owned(),
-                    KeyState::Verifying { until } => format!(
-                        "verifying until {}",
-                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ),
+                    KeyState::Verifying { until } => {
+                        format!("verifying until {}", timestamp(until))
+                    }
                     KeyState::Expired => "expired".to_owned(),
                 };
                 println!(
@@ -103,6 +111,10 @@ fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// From a prompt without echo on a terminal; otherwise the first line of

@@ -10,6 +10,7 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./latchkey-data";
 pub const DEFAULT_AUDIENCE: &str = "latchkey";
 pub const DEFAULT_TOKEN_TTL: &str = "60s";
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 // No `Debug` here or on `Config`: they hold the JWT secret.
 #[derive(Parser)]
@@ -123,6 +124,7 @@ pub struct Config {
         long,
         env = "LATCHKEY_JWT_SECRET",
         hide_env_values = true,
+        conflicts_with = "jwt_key_file",
         global = true
     )]
     pub jwt_secret: Option<String>,
@@ -205,14 +207,15 @@ impl Config {
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
     let ttl = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(24 * 3600) {
+    if ttl < Duration::from_secs(1) || ttl > MAX_TOKEN_TTL {
         return Err("must be between 1s and 24h".into());
     }
     Ok(ttl)
 }
 
-/// RFC 8414 §2: the issuer is an http(s) URL with no query or fragment, and
-/// the metadata and token endpoint are found under it.
+/// RFC 8414 §2: the issuer is an http(s) URL with no query or fragment. It
+/// has no path either: this server answers discovery at the root, where
+/// clients look for an issuer without a path.
 fn parse_issuer(s: &str) -> Result<String, String> {
     let uri: poem::http::Uri = s
         .parse()
@@ -222,6 +225,9 @@ fn parse_issuer(s: &str) -> Result<String, String> {
     }
     if uri.query().is_some() || s.contains('#') {
         return Err("must not have a query or a fragment".into());
+    }
+    if !matches!(uri.path(), "" | "/") {
+        return Err("must be the server's base URL, without a path".into());
     }
     // Kept exactly as given: verifiers compare `iss` as a string.
     Ok(s.to_owned())
@@ -243,7 +249,8 @@ mod tests {
             parse_issuer("https://auth.example.com/"),
             Ok("https://auth.example.com/".into())
         );
-        assert!(parse_issuer("http://127.0.0.1:8080/latchkey").is_ok());
+        assert!(parse_issuer("http://127.0.0.1:8080").is_ok());
+        assert!(parse_issuer("http://127.0.0.1:8080/latchkey").is_err());
         assert!(parse_issuer("latchkey").is_err());
         assert!(parse_issuer("ftp://example.com").is_err());
         assert!(parse_issuer("https://example.com/?a=b").is_err());

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::Config,
+    config::{Config, MAX_TOKEN_TTL},
     domain::{
         signing::{SigningAlg, SigningKey},
         tokens::{KeySet, Tokens, LEEWAY_SECS},
@@ -35,11 +35,21 @@ const LEGACY_SECRET_FILE: &str = "jwt-secret";
 /// How often a running server looks for a rotation.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a replaced key keeps verifying: a server may sign with it until it
+/// next reads the file, and its tokens then live their lifetime plus the
+/// leeway.
+pub fn grace(token_ttl: Duration) -> chrono::Duration {
+    let grace = token_ttl + Duration::from_secs(LEEWAY_SECS) + 2 * RELOAD_INTERVAL;
+    chrono::Duration::from_std(grace).expect("token lifetimes are bounded")
+}
+
 /// The key the configuration names, if it names one: such a key is used as
 /// is and never rotated by latchkey.
 pub fn configured(config: &Config) -> anyhow::Result<Option<SigningKey>> {
     let alg = config.jwt_alg.into();
     match (&config.jwt_secret, &config.jwt_key_file, alg) {
+        // Also refused by the command line; this is for configurations built
+        // in code.
         (Some(_), Some(_), _) => {
             bail!("--jwt-secret and --jwt-key-file are alternatives: set one")
         }
@@ -68,14 +78,18 @@ pub fn configured(config: &Config) -> anyhow::Result<Option<SigningKey>> {
 pub struct Keyring {
     dir: PathBuf,
     alg: SigningAlg,
-    /// How long a replaced key keeps verifying.
+    /// How long a replaced key keeps verifying, for this token lifetime.
     grace: chrono::Duration,
+    /// The file as the keys in force were last read from it.
+    seen: Option<Vec<u8>>,
 }
 
-/// What a rotation did.
+/// What a rotation did for one algorithm.
 pub struct Rotation {
+    pub alg: SigningAlg,
     pub current: String,
-    pub retired: Vec<(String, DateTime<Utc>)>,
+    /// The ids of the keys it replaced.
+    pub retired: Vec<String>,
 }
 
 /// One line of `latchkey signing-key list`.
@@ -94,13 +108,11 @@ pub enum KeyState {
 
 impl Keyring {
     pub fn new(config: &Config) -> Keyring {
-        // A server may sign with a replaced key until it next reads the file,
-        // and its tokens then live their lifetime plus the leeway.
-        let grace = config.token_ttl + Duration::from_secs(LEEWAY_SECS) + 2 * RELOAD_INTERVAL;
         Keyring {
             dir: config.data_dir.clone(),
             alg: config.jwt_alg.into(),
-            grace: chrono::Duration::from_std(grace).expect("token lifetimes are bounded"),
+            grace: grace(config.token_ttl),
+            seen: None,
         }
     }
 
@@ -110,40 +122,57 @@ impl Keyring {
 
     /// The keys in force now, after adding a current key of this algorithm
     /// if the file has none (first start, or a change of algorithm).
-    pub fn load_or_create(&self) -> anyhow::Result<KeySet> {
-        if let Some(stored) = self.read()? {
-            if let Some(keys) = self.in_force(&stored, Utc::now())? {
-                return Ok(keys);
-            }
-        }
-        self.update(|stored, now| {
-            if stored.current(self.alg).is_none() {
-                stored.add(SigningKey::generate(self.alg)?, now);
-            }
-            Ok(())
-        })?;
-        let stored = self
+    pub fn load_or_create(&mut self) -> anyhow::Result<KeySet> {
+        if self
             .read()?
-            .context("the keyring vanished as it was written")?;
-        self.in_force(&stored, Utc::now())?
-            .context("the keyring has no current key after adding one")
+            .is_none_or(|stored| stored.current(self.alg).is_none())
+        {
+            self.update(|stored, now| {
+                if stored.current(self.alg).is_none() {
+                    stored.add(SigningKey::generate(self.alg)?, now);
+                }
+                Ok(())
+            })?;
+        }
+        let path = self.path();
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let stored = parse(&bytes).with_context(|| format!("reading {}", path.display()))?;
+        let keys = self
+            .in_force(&stored, Utc::now())?
+            .context("the keyring has no current key after adding one")?;
+        // The watcher starts from these bytes: a rotation written after this
+        // read is a change it will see.
+        self.seen = Some(bytes);
+        Ok(keys)
     }
 
-    /// Makes a new key current and starts the grace period of the one it
-    /// replaces.
-    pub fn rotate(&self) -> anyhow::Result<Rotation> {
-        let mut rotation = None;
+    /// Makes a new key current for every algorithm that has one (so a
+    /// rotation cannot miss the key a server signs with), or for this
+    /// algorithm in a new keyring, and starts the grace period of the keys
+    /// they replace.
+    pub fn rotate(&self) -> anyhow::Result<Vec<Rotation>> {
+        let mut rotations = Vec::new();
         self.update(|stored, now| {
-            let retired = stored.retire(self.alg, now, self.grace);
-            let key = SigningKey::generate(self.alg)?;
-            rotation = Some(Rotation {
-                current: key.kid().to_owned(),
-                retired,
-            });
-            stored.add(key, now);
+            let mut algs: Vec<SigningAlg> = [SigningAlg::HS256, SigningAlg::EdDSA]
+                .into_iter()
+                .filter(|alg| stored.current(*alg).is_some())
+                .collect();
+            if algs.is_empty() {
+                algs.push(self.alg);
+            }
+            for alg in algs {
+                let retired = stored.retire(alg, now);
+                let key = SigningKey::generate(alg)?;
+                rotations.push(Rotation {
+                    alg,
+                    current: key.kid().to_owned(),
+                    retired,
+                });
+                stored.add(key, now);
+            }
             Ok(())
         })?;
-        Ok(rotation.expect("the update ran"))
+        Ok(rotations)
     }
 
     pub fn list(&self) -> anyhow::Result<Vec<Listed>> {
@@ -158,7 +187,7 @@ impl Keyring {
                 created_at: k.created_at,
                 state: match k.retired_at {
                     None => KeyState::Current,
-                    Some(at) if now < at + self.grace => KeyState::Verifying {
+                    Some(at) if k.verifies_at(now, self.grace) => KeyState::Verifying {
                         until: at + self.grace,
                     },
                     Some(_) => KeyState::Expired,
@@ -173,7 +202,7 @@ impl Keyring {
     /// they are, with a warning.
     pub fn spawn_watcher(self, tokens: Arc<Tokens>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut seen = fs::read(self.path()).ok();
+            let mut seen = self.seen.clone();
             let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
             loop {
                 ticks.tick().await;
@@ -218,7 +247,7 @@ impl Keyring {
         let now = Utc::now();
         let in_use = tokens.key_ids();
         stored.keys.iter().any(|k| {
-            k.retired_at.is_some_and(|at| now >= at + self.grace) && in_use.contains(&k.kid)
+            k.retired_at.is_some() && !k.verifies_at(now, self.grace) && in_use.contains(&k.kid)
         })
     }
 
@@ -236,7 +265,7 @@ impl Keyring {
             .keys
             .iter()
             .filter(|k| k.alg == self.alg)
-            .filter(|k| k.retired_at.is_some_and(|at| now < at + self.grace))
+            .filter(|k| k.retired_at.is_some() && k.verifies_at(now, self.grace))
             .map(StoredKey::key)
             .collect::<anyhow::Result<_>>()?;
         Ok(Some(KeySet {
@@ -264,7 +293,15 @@ impl Keyring {
     ) -> anyhow::Result<()> {
         crate::create_private_dir(&self.dir)
             .with_context(|| format!("creating the data directory {}", self.dir.display()))?;
-        let lock = private_file(&self.dir.join(LOCK_FILE), false)
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let lock = options
+            .open(self.dir.join(LOCK_FILE))
             .context("opening the signing keyring's lock file")?;
         lock.lock().context("locking the signing keyring")?;
         let mut stored = match self.read()? {
@@ -272,19 +309,31 @@ impl Keyring {
             None => self.import_legacy_secret()?,
         };
         let now = Utc::now();
-        // Keys past their grace period serve no token any more.
-        stored
-            .keys
-            .retain(|k| k.retired_at.is_none_or(|at| now < at + self.grace));
+        // Keys no server can need any more, whatever its token lifetime: this
+        // process's lifetime may not be the servers'.
+        let longest = grace(MAX_TOKEN_TTL);
+        stored.keys.retain(|k| k.verifies_at(now, longest));
         change(&mut stored, now)?;
         let text = serde_json::to_string_pretty(&stored).expect("the keyring serialises");
         let path = self.path();
         let temporary = self.dir.join(format!("{KEYRING_FILE}.new"));
-        let mut file = private_file(&temporary, true)
-            .with_context(|| format!("writing {}", temporary.display()))?;
+        // A leftover from an interrupted write may have other permissions.
+        match fs::remove_file(&temporary) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", temporary.display()))
+            }
+            _ => {}
+        }
+        let mut file =
+            private_file(&temporary).with_context(|| format!("writing {}", temporary.display()))?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
+        // The rename is durable once the directory is.
+        #[cfg(unix)]
+        fs::File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("syncing {}", self.dir.display()))?;
         let legacy = self.dir.join(LEGACY_SECRET_FILE);
         if legacy.exists() {
             fs::remove_file(&legacy)
@@ -352,24 +401,25 @@ impl StoredKeyring {
         });
     }
 
-    fn retire(
-        &mut self,
-        alg: SigningAlg,
-        now: DateTime<Utc>,
-        grace: chrono::Duration,
-    ) -> Vec<(String, DateTime<Utc>)> {
+    fn retire(&mut self, alg: SigningAlg, now: DateTime<Utc>) -> Vec<String> {
         self.keys
             .iter_mut()
             .filter(|k| k.alg == alg && k.retired_at.is_none())
             .map(|k| {
                 k.retired_at = Some(now);
-                (k.kid.clone(), now + grace)
+                k.kid.clone()
             })
             .collect()
     }
 }
 
 impl StoredKey {
+    /// Whether tokens it signed may still be verified at `now`: always while
+    /// it is current, then for `grace` after it was replaced.
+    fn verifies_at(&self, now: DateTime<Utc>, grace: chrono::Duration) -> bool {
+        self.retired_at.is_none_or(|at| now < at + grace)
+    }
+
     fn key(&self) -> anyhow::Result<SigningKey> {
         let key = SigningKey::from_private_text(self.alg, &self.private_key)
             .with_context(|| format!("signing key {}", self.kid))?;
@@ -380,10 +430,10 @@ impl StoredKey {
     }
 }
 
-/// Opens a file readable by its owner only, from the first byte written.
-fn private_file(path: &Path, truncate: bool) -> std::io::Result<fs::File> {
+/// Creates a file readable by its owner only, from the first byte written.
+fn private_file(path: &Path) -> std::io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(truncate);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -406,7 +456,7 @@ mod tests {
     #[test]
     fn a_generated_key_is_kept_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let ring = keyring(dir.path(), JwtAlg::EdDsa);
+        let mut ring = keyring(dir.path(), JwtAlg::EdDsa);
         let first = ring.load_or_create().unwrap();
         assert_eq!(first.current.alg(), SigningAlg::EdDSA);
         assert!(first.previous.is_empty());
@@ -424,24 +474,69 @@ mod tests {
     }
 
     #[test]
-    fn a_rotation_keeps_the_replaced_key_for_its_grace_period_only() {
+    fn a_rotation_keeps_the_replaced_key_for_the_lifetime_plus_leeway_plus_two_reloads() {
         let dir = tempfile::tempdir().unwrap();
-        let ring = keyring(dir.path(), JwtAlg::Hs256);
+        let mut ring = keyring(dir.path(), JwtAlg::Hs256);
         let old = ring.load_or_create().unwrap().current.kid().to_owned();
-        let rotation = ring.rotate().unwrap();
-        assert_eq!(rotation.retired.len(), 1);
-        assert_eq!(rotation.retired[0].0, old);
+        let rotations = ring.rotate().unwrap();
+        assert_eq!(rotations.len(), 1);
+        assert_eq!(rotations[0].retired, vec![old.clone()]);
 
         let stored = ring.read().unwrap().unwrap();
-        let now = Utc::now();
-        let keys = ring.in_force(&stored, now).unwrap().unwrap();
-        assert_eq!(keys.current.kid(), rotation.current);
+        let retired_at = stored
+            .keys
+            .iter()
+            .find(|k| k.kid == old)
+            .unwrap()
+            .retired_at
+            .unwrap();
+        // 60 s tokens, 5 s leeway, two one-second reloads.
+        let grace = chrono::Duration::seconds(67);
+        let keys = ring
+            .in_force(
+                &stored,
+                retired_at + grace - chrono::Duration::milliseconds(1),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(keys.current.kid(), rotations[0].current);
         assert_eq!(keys.previous.len(), 1);
         assert_eq!(keys.previous[0].kid(), old);
 
-        let later = ring.in_force(&stored, now + ring.grace).unwrap().unwrap();
-        assert_eq!(later.current.kid(), rotation.current);
+        let later = ring.in_force(&stored, retired_at + grace).unwrap().unwrap();
+        assert_eq!(later.current.kid(), rotations[0].current);
         assert!(later.previous.is_empty());
+    }
+
+    #[test]
+    fn a_rotation_rotates_the_algorithm_in_use_whatever_it_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let ed = keyring(dir.path(), JwtAlg::EdDsa).load_or_create().unwrap();
+        let rotations = keyring(dir.path(), JwtAlg::Hs256).rotate().unwrap();
+        assert_eq!(rotations.len(), 1);
+        assert_eq!(rotations[0].alg, SigningAlg::EdDSA);
+        assert_eq!(rotations[0].retired, vec![ed.current.kid().to_owned()]);
+    }
+
+    #[test]
+    fn a_rotation_by_a_short_lived_configuration_keeps_keys_a_longer_one_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ring = keyring(dir.path(), JwtAlg::EdDsa);
+        let first = ring.load_or_create().unwrap().current.kid().to_owned();
+        ring.rotate().unwrap();
+        // A second rotation soon after, however short this process's token
+        // lifetime, must not drop the first key: a server may use 24 h tokens.
+        ring.rotate().unwrap();
+        let kept: Vec<_> = ring
+            .read()
+            .unwrap()
+            .unwrap()
+            .keys
+            .iter()
+            .map(|k| k.kid.clone())
+            .collect();
+        assert!(kept.contains(&first), "{kept:?}");
+        assert_eq!(kept.len(), 3);
     }
 
     #[test]

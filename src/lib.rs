@@ -67,7 +67,7 @@ impl App {
                 None,
             ),
             None => {
-                let keyring = Keyring::new(&config);
+                let mut keyring = Keyring::new(&config);
                 (keyring.load_or_create()?, Some(keyring))
             }
         };

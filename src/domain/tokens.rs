@@ -274,6 +274,8 @@ fn role_from_str<'de, D: Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
 
 #[cfg(test)]
 mod tests {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+
     use super::*;
     use crate::domain::scopes::Scope;
 
@@ -352,6 +354,21 @@ mod tests {
             previous: vec![],
         });
         assert!(matches!(t.verify(&before), Err(TokenError::Invalid)));
+    }
+
+    #[test]
+    fn with_several_keys_a_token_naming_no_known_kid_is_invalid() {
+        let t = tokens(key(SigningAlg::EdDSA), vec![key(SigningAlg::EdDSA)]);
+        let genuine = t.issue(&grant()).unwrap().access_token;
+        let (head, rest) = genuine.split_once('.').unwrap();
+        let mut header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(head).unwrap()).unwrap();
+        for kid in [serde_json::json!("unknown"), serde_json::Value::Null] {
+            header["kid"] = kid;
+            let encoded = URL_SAFE_NO_PAD.encode(header.to_string());
+            let forged = format!("{encoded}.{rest}");
+            assert!(matches!(t.verify(&forged), Err(TokenError::Invalid)));
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod readme;
 mod revalidation;
 mod schemas;
 mod signing;
+mod startup;
 mod todos;
 mod token;
 mod users;

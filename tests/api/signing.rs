@@ -51,10 +51,7 @@ fn kids(set: &Value) -> Vec<String> {
 
 /// Runs the real binary against the app's data directory, as an operator would.
 fn latchkey(app: &TestApp, args: &[&str]) -> Output {
-    let alg = match app.config.jwt_alg {
-        JwtAlg::Hs256 => "HS256",
-        JwtAlg::EdDsa => "EdDSA",
-    };
+    let alg = SigningAlg::from(app.config.jwt_alg).as_str();
     let ttl = format!("{}s", app.config.token_ttl.as_secs());
     let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
     command
@@ -284,7 +281,7 @@ async fn after_an_hs256_rotation_old_tokens_still_verify() {
 }
 
 #[tokio::test]
-async fn a_replaced_key_is_dropped_once_its_tokens_have_expired() {
+async fn a_replaced_key_is_dropped_once_its_tokens_have_expired_and_not_before() {
     // Arrange: one-second tokens, so the grace period is the lifetime plus
     // the five seconds' leeway plus two reload intervals: eight seconds.
     let app = spawn_app_with(|c| {
@@ -294,26 +291,61 @@ async fn a_replaced_key_is_dropped_once_its_tokens_have_expired() {
     .await;
     let before = real_token(&app).await;
     let old_kid = kid_of(&before);
+    let rotated = Instant::now();
     rotate(&app);
-    let after = wait_for_new_signing_key(&app, &old_kid).await;
-    let new_kid = kid_of(&after);
-    assert_eq!(kids(&jwks(&app).await).len(), 2);
+    let new_kid = kid_of(&wait_for_new_signing_key(&app, &old_kid).await);
 
-    // Act
-    let start = Instant::now();
+    // Act + Assert: four seconds on, the last token of the old key is past
+    // its `exp` but within the leeway, and still verifies.
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(rotated.elapsed())).await;
+    assert_eq!(kids(&jwks(&app).await), vec![new_kid.clone(), old_kid]);
+    assert_eq!(app.get(&before, "/me").await.status(), StatusCode::OK);
+
     while kids(&jwks(&app).await).len() > 1 {
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            rotated.elapsed() < Duration::from_secs(20),
             "the replaced key is still published"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-
-    // Assert
+    assert!(
+        rotated.elapsed() >= Duration::from_secs(7),
+        "the key was dropped after {:?}",
+        rotated.elapsed()
+    );
     assert_eq!(kids(&jwks(&app).await), vec![new_kid]);
     assert_eq!(
         app.get(&before, "/me").await.status(),
         StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn switching_algorithms_refuses_the_other_algorithm_s_tokens_and_publishes_no_secret() {
+    // Arrange: an HS256 token, then a restart on the same data as EdDSA
+    // (with a fixed issuer, so the restart's new port changes nothing else).
+    let mut app = spawn_app_with(|c| c.issuer = Some("http://issuer.test".into())).await;
+    let hs256 = real_token(&app).await;
+    app.config.jwt_alg = JwtAlg::EdDsa;
+
+    // Act
+    let app = app.restart().await;
+
+    // Assert
+    assert_eq!(
+        app.get(&hs256, "/me").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let set = jwks(&app).await;
+    let keys = set["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kty"], "OKP");
+    assert_ne!(keys[0]["kid"], kid_of(&hs256).as_str());
+    assert_eq!(
+        jsonwebtoken::decode_header(real_token(&app).await)
+            .unwrap()
+            .alg,
+        Algorithm::EdDSA
     );
 }
 

@@ -1,0 +1,156 @@
+//! Configurations the server must refuse at start, run as an operator would
+//! run the binary: a non-zero exit and a message that names what to change,
+//! never the secret itself.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use latchkey::domain::signing::{SigningAlg, SigningKey};
+
+/// Starts `latchkey serve` with `args` and expects it to give up; a server
+/// that starts is killed and fails the test.
+fn refused(data_dir: &Path, args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the latchkey binary runs");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("the server started with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(!status.success(), "{args:?} exited 0");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn keys_that_do_not_fit_the_algorithm_are_refused() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let secret = "a-secret-of-more-than-thirty-two-bytes-0123";
+    let pem = dir.path().join("ed25519.pem");
+    std::fs::write(
+        &pem,
+        SigningKey::generate(SigningAlg::EdDSA)
+            .unwrap()
+            .private_text(),
+    )
+    .unwrap();
+    let pem = pem.to_str().unwrap();
+
+    // Act
+    let secret_with_eddsa = refused(&data, &["--jwt-alg", "EdDSA", "--jwt-secret", secret]);
+    let pem_with_hs256 = refused(&data, &["--jwt-key-file", pem]);
+    let both = refused(&data, &["--jwt-secret", secret, "--jwt-key-file", pem]);
+
+    // Assert
+    assert!(
+        secret_with_eddsa.contains("--jwt-key-file"),
+        "{secret_with_eddsa}"
+    );
+    assert!(
+        pem_with_hs256.contains("--jwt-alg EdDSA"),
+        "{pem_with_hs256}"
+    );
+    assert!(both.contains("cannot be used with"), "{both}");
+    for stderr in [&secret_with_eddsa, &both] {
+        assert!(!stderr.contains(secret), "the secret is printed: {stderr}");
+    }
+}
+
+#[test]
+fn an_unreadable_or_wrong_key_file_is_refused() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let not_a_key = dir.path().join("cert.pem");
+    std::fs::write(
+        &not_a_key,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.pem");
+
+    // Act
+    let wrong = refused(
+        &data,
+        &[
+            "--jwt-alg",
+            "EdDSA",
+            "--jwt-key-file",
+            not_a_key.to_str().unwrap(),
+        ],
+    );
+    let absent = refused(
+        &data,
+        &[
+            "--jwt-alg",
+            "EdDSA",
+            "--jwt-key-file",
+            missing.to_str().unwrap(),
+        ],
+    );
+
+    // Assert
+    assert!(wrong.contains("PKCS#8"), "{wrong}");
+    assert!(absent.contains("missing.pem"), "{absent}");
+}
+
+#[test]
+fn a_short_secret_is_refused_without_being_printed() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+
+    // Act
+    let stderr = refused(&dir.path().join("data"), &["--jwt-secret", "hunter2-short"]);
+
+    // Assert
+    assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+    assert!(!stderr.contains("hunter2-short"), "{stderr}");
+}
+
+#[test]
+fn a_damaged_keyring_is_refused_and_named() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join(latchkey::keyring::KEYRING_FILE), "{ not json").unwrap();
+
+    // Act
+    let stderr = refused(&data, &[]);
+
+    // Assert
+    assert!(stderr.contains(latchkey::keyring::KEYRING_FILE), "{stderr}");
+}
+
+#[test]
+fn an_issuer_that_is_not_a_base_url_is_refused() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // Act
+    let name = refused(&data, &["--issuer", "latchkey"]);
+    let with_path = refused(&data, &["--issuer", "https://example.com/auth"]);
+
+    // Assert
+    assert!(name.contains("--issuer"), "{name}");
+    assert!(with_path.contains("without a path"), "{with_path}");
+}
