@@ -69,8 +69,8 @@ const isPath = (message, method, pathname) => {
   return request.method() === method && new URL(request.url()).pathname === pathname;
 };
 
-// The browser profile is thrown away so that Swagger UI's persisted
-// authorization (persistAuthorization) from an earlier run cannot leak in.
+// A fresh profile per run: nothing an earlier run left in the browser (local
+// storage, cookies) can make this one pass.
 const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'latchkey-swagger-ui-'));
 let context;
 let page;
@@ -190,6 +190,12 @@ async function authorize(flow, fillCredentials) {
   check(
     await page.locator('.scheme-container button.authorize.locked').isVisible(),
     'the Authorize button does not show the lock after authorizing',
+  );
+  // The key or password must not be kept in the browser once typed.
+  const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }));
+  check(
+    ![...secrets].some((secret) => secret && stored.includes(secret)),
+    'Swagger UI kept a credential or token in local storage',
   );
   return `token endpoint 200, dialog shows "Authorized", scopes ${granted.join(' ')}`;
 }

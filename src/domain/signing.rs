@@ -15,7 +15,7 @@ use jsonwebtoken::{
 use rand::TryRngCore;
 
 /// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
-pub const MIN_SECRET_BYTES: usize = 32;
+const MIN_SECRET_BYTES: usize = 32;
 
 /// The algorithms tokens can be signed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -80,12 +80,16 @@ impl SigningKey {
     }
 
     pub fn ed25519_from_pem(pem: &str) -> Result<SigningKey, KeyError> {
-        let key =
-            ed25519_dalek::SigningKey::from_pkcs8_pem(pem).map_err(|_| KeyError::NotEd25519)?;
-        Ok(SigningKey {
+        ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+            .map(SigningKey::ed25519)
+            .map_err(|_| KeyError::NotEd25519)
+    }
+
+    fn ed25519(key: ed25519_dalek::SigningKey) -> SigningKey {
+        SigningKey {
             kid: thumbprint(&public_x(&key)),
             material: Material::Ed25519(key),
-        })
+        }
     }
 
     /// A new key from the operating system's random number generator. An
@@ -98,13 +102,9 @@ impl SigningKey {
             .map_err(|_| KeyError::Random)?;
         match alg {
             SigningAlg::HS256 => SigningKey::hs256(URL_SAFE_NO_PAD.encode(bytes).as_bytes()),
-            SigningAlg::EdDSA => {
-                let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
-                Ok(SigningKey {
-                    kid: thumbprint(&public_x(&key)),
-                    material: Material::Ed25519(key),
-                })
-            }
+            SigningAlg::EdDSA => Ok(SigningKey::ed25519(ed25519_dalek::SigningKey::from_bytes(
+                &bytes,
+            ))),
         }
     }
 

@@ -78,7 +78,7 @@ pub fn openapi(base_url: &str) -> OpenApiService<Apis, ()> {
 ///   stand and cannot fetch a relative one;
 /// - the client-credentials flow comes first, because those importers set up
 ///   only the first flow, and an API key is what this service is for.
-pub fn document(base_url: &str) -> Value {
+fn document(base_url: &str) -> Value {
     let mut doc: Value =
         serde_json::from_str(&openapi(base_url).spec()).expect("poem-openapi writes JSON");
     let schemes = doc

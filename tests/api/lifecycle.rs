@@ -59,18 +59,18 @@ async fn a_restart_on_the_same_data_directory_keeps_every_row_and_the_signing_ke
     let key_token = app.exchange(&key).await;
     app.create_todo(&key_token, "before restart 1").await;
     app.create_todo(&key_token, "before restart 2").await;
-    let secret_file = app.config.data_dir.join(latchkey::keyring::KEYRING_FILE);
-    let secret = std::fs::read(&secret_file).expect("a generated keyring");
+    let keyring_file = app.config.data_dir.join(latchkey::keyring::KEYRING_FILE);
+    let keyring = std::fs::read(&keyring_file).expect("a generated keyring");
     let me_before: Value = app.get(&login_token, "/me").await.json().await.unwrap();
 
     // Act
     let app = app.restart().await;
 
     // Assert: the same keys, still owner-only.
-    assert_eq!(std::fs::read(&secret_file).unwrap(), secret);
+    assert_eq!(std::fs::read(&keyring_file).unwrap(), keyring);
     #[cfg(unix)]
     {
-        assert_eq!(mode(&secret_file), 0o600, "the signing keyring's mode");
+        assert_eq!(mode(&keyring_file), 0o600, "the signing keyring's mode");
         assert_eq!(
             mode(&app.config.data_dir),
             0o700,

@@ -177,3 +177,27 @@ async fn every_kind_of_response_matches_its_documented_schema() {
         conforms(&app, Method::GET, path, resp).await;
     }
 }
+
+#[tokio::test]
+async fn the_jwks_404_and_a_next_page_cursor_match_their_schemas() {
+    // Arrange: an HS256 server, and more todos than one page.
+    let app = crate::helpers::spawn_app().await;
+    let token = TestUser::generate().register(&app).await.login(&app).await;
+    app.create_todo(&token, "one").await;
+    app.create_todo(&token, "two").await;
+
+    // Act
+    let jwks = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    let page = app.get(&token, "/todos?limit=1").await;
+
+    // Assert
+    assert_eq!(jwks.status(), StatusCode::NOT_FOUND);
+    conforms(&app, Method::GET, "/.well-known/jwks.json", jwks).await;
+    let page = conforms(&app, Method::GET, "/todos", page).await;
+    assert!(page["next_cursor"].is_string());
+}

@@ -111,7 +111,7 @@ async fn an_eddsa_token_verifies_against_the_published_jwk_like_another_service_
 
     // Assert: one Ed25519 key, cacheable, named by the token's kid.
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["cache-control"], "public, max-age=300");
+    assert_eq!(resp.headers()["cache-control"], "public, max-age=60");
     let set: Value = resp.json().await.unwrap();
     let keys = set["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);

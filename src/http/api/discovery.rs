@@ -14,14 +14,16 @@ use crate::{
     state::AppState,
 };
 
-/// Verifiers may cache the key set this long. A rotation's new key is used at
+/// Verifiers may cache the key set this long. A rotation's new key signs at
 /// once, so a verifier that meets an unknown `kid` should fetch the set again
-/// (PyJWT's `PyJWKClient` and `jose`'s remote key sets do).
-const JWKS_CACHE: &str = "public, max-age=300";
+/// (PyJWT's `PyJWKClient` and `jose`'s remote key sets do); a short lifetime
+/// keeps a cache between it and this server from serving it the old set for
+/// long.
+const JWKS_CACHE: &str = "public, max-age=60";
 const METADATA_CACHE: &str = "public, max-age=3600";
 
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
-pub const TOKEN_PATH: &str = "/auth/token";
+const JWKS_PATH: &str = "/.well-known/jwks.json";
+const TOKEN_PATH: &str = "/auth/token";
 
 pub struct DiscoveryApi;
 

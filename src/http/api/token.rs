@@ -116,20 +116,20 @@ impl TokenResponse {
         )
     }
 
-    fn invalid_client(description: String, used_basic: bool) -> TokenResponse {
+    fn invalid_client(description: String, challenge: bool) -> TokenResponse {
         TokenResponse::InvalidClient(
             Json(OAuthError {
                 error: "invalid_client".into(),
                 error_description: description,
             }),
             NO_STORE.into(),
-            used_basic.then(|| r#"Basic realm="latchkey", charset="UTF-8""#.into()),
+            challenge.then(|| r#"Basic realm="latchkey", charset="UTF-8""#.into()),
         )
     }
 
-    fn from_exchange(e: ExchangeError, used_basic: bool) -> TokenResponse {
+    fn from_exchange(e: ExchangeError, challenge: bool) -> TokenResponse {
         match e {
-            ExchangeError::InvalidClient(d) => TokenResponse::invalid_client(d, used_basic),
+            ExchangeError::InvalidClient(d) => TokenResponse::invalid_client(d, challenge),
             ExchangeError::InvalidGrant(d) => TokenResponse::bad_request("invalid_grant", d),
             ExchangeError::InvalidScope(d) => TokenResponse::bad_request("invalid_scope", d),
             ExchangeError::Internal(e) => {
@@ -226,7 +226,7 @@ impl TokenApi {
                 return TokenResponse::invalid_client(description.into(), challenge(req, true))
             }
         };
-        let used_basic = challenge(req, basic.is_some());
+        let send_challenge = challenge(req, basic.is_some());
         // The grant type first: with an unknown one, nothing else matters.
         let grant = match body.grant_type.as_str() {
             "client_credentials" => GrantType::ClientCredentials,
@@ -304,7 +304,7 @@ impl TokenApi {
                 NO_STORE.into(),
                 "no-cache".into(),
             ),
-            Err(e) => TokenResponse::from_exchange(e, used_basic),
+            Err(e) => TokenResponse::from_exchange(e, send_challenge),
         }
     }
 
