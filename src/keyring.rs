@@ -206,7 +206,7 @@ impl Keyring {
             let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
             loop {
                 ticks.tick().await;
-                let now_bytes = match fs::read(self.path()) {
+                let now_bytes = match tokio::fs::read(self.path()).await {
                     Ok(bytes) => bytes,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the signing keyring; keeping the keys in use");
@@ -214,7 +214,7 @@ impl Keyring {
                     }
                 };
                 let changed = seen.as_deref() != Some(now_bytes.as_slice());
-                let lapsed = match parse(&now_bytes) {
+                let stored = match parse(&now_bytes) {
                     Ok(stored) if changed || self.grace_ended(&stored, &tokens) => stored,
                     Ok(_) => continue,
                     Err(e) => {
@@ -223,7 +223,7 @@ impl Keyring {
                     }
                 };
                 seen = Some(now_bytes);
-                match self.in_force(&lapsed, Utc::now()) {
+                match self.in_force(&stored, Utc::now()) {
                     Ok(Some(keys)) => {
                         let kid = keys.current.kid().to_owned();
                         let verifying = keys.previous.len();

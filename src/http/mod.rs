@@ -39,6 +39,16 @@ pub type Apis = (
     DiscoveryApi,
 );
 
+const APIS: Apis = (
+    UsersApi,
+    TokenApi,
+    KeysApi,
+    TodosApi,
+    AdminApi,
+    HealthApi,
+    DiscoveryApi,
+);
+
 /// The base URL the committed spec names: where `cargo run --release` serves.
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
 
@@ -46,27 +56,15 @@ pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
 /// naming `base_url` as the server, so that a client importing the document
 /// (Postman, Insomnia) sends its requests there.
 pub fn openapi(base_url: &str) -> OpenApiService<Apis, ()> {
-    OpenApiService::new(
-        (
-            UsersApi,
-            TokenApi,
-            KeysApi,
-            TodosApi,
-            AdminApi,
-            HealthApi,
-            DiscoveryApi,
-        ),
-        "latchkey",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description(
-        "Create an account, log in, create an API key, trade it at `/auth/token` for a \
+    OpenApiService::new(APIS, "latchkey", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Create an account, log in, create an API key, trade it at `/auth/token` for a \
          one-minute JWT, and call the Todo API with it. Errors are RFC 9457 \
          `application/problem+json`, except on `/auth/token`, which answers RFC 6749 \
          error bodies, and bearer failures carry RFC 6750 `WWW-Authenticate`.",
-    )
-    .license(LicenseObject::new("MIT OR Apache-2.0"))
-    .server(ServerObject::new(base_url).description("latchkey"))
+        )
+        .license(LicenseObject::new("MIT OR Apache-2.0"))
+        .server(ServerObject::new(base_url).description("latchkey"))
 }
 
 /// The document for a server at `base_url`, finished where poem-openapi

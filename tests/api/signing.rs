@@ -30,14 +30,13 @@ fn kid_of(token: &str) -> String {
 }
 
 async fn jwks(app: &TestApp) -> Value {
-    let resp = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_public(app, "/.well-known/jwks.json").await;
     assert_eq!(resp.status(), StatusCode::OK);
     resp.json().await.unwrap()
+}
+
+async fn get_public(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client.get(app.url(path)).send().await.unwrap()
 }
 
 fn kids(set: &Value) -> Vec<String> {
@@ -102,12 +101,7 @@ async fn an_eddsa_token_verifies_against_the_published_jwk_like_another_service_
     let token = real_token(&app).await;
 
     // Act
-    let resp = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_public(&app, "/.well-known/jwks.json").await;
 
     // Assert: one Ed25519 key, cacheable, named by the token's kid.
     assert_eq!(resp.status(), StatusCode::OK);
@@ -180,12 +174,7 @@ async fn with_hs256_the_jwks_is_a_404_problem() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_public(&app, "/.well-known/jwks.json").await;
 
     // Assert
     let body = assert_problem(resp, StatusCode::NOT_FOUND).await;
@@ -372,12 +361,7 @@ async fn the_server_metadata_points_at_the_token_endpoint_and_the_keys() {
     let app = eddsa_app().await;
 
     // Act
-    let resp = app
-        .client
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_public(&app, "/.well-known/oauth-authorization-server").await;
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
@@ -425,12 +409,8 @@ async fn with_hs256_the_metadata_names_no_jwks() {
     let app = spawn_app_with(|c| c.issuer = Some("https://auth.example.com".into())).await;
 
     // Act
-    let meta: Value = app
-        .client
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
+    let meta: Value = get_public(&app, "/.well-known/oauth-authorization-server")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
