@@ -16,7 +16,7 @@ use poem::{
     middleware::CatchPanic,
     Body, Endpoint, EndpointExt, IntoResponse, Request, Route,
 };
-use poem_openapi::{LicenseObject, OpenApiService, ServerObject};
+use poem_openapi::{LicenseObject, OpenApi, OpenApiService, ServerObject};
 use serde_json::Value;
 
 use self::api::{
@@ -29,34 +29,23 @@ use crate::state::AppState;
 /// it is read.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-pub type Apis = (
-    UsersApi,
-    TokenApi,
-    KeysApi,
-    TodosApi,
-    AdminApi,
-    HealthApi,
-    DiscoveryApi,
-);
-
-const APIS: Apis = (
-    UsersApi,
-    TokenApi,
-    KeysApi,
-    TodosApi,
-    AdminApi,
-    HealthApi,
-    DiscoveryApi,
-);
-
 /// The base URL the committed spec names: where `cargo run --release` serves.
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
 
 /// The OpenAPI service: the operations and the document generated from them,
 /// naming `base_url` as the server, so that a client importing the document
 /// (Postman, Insomnia) sends its requests there.
-pub fn openapi(base_url: &str) -> OpenApiService<Apis, ()> {
-    OpenApiService::new(APIS, "latchkey", env!("CARGO_PKG_VERSION"))
+pub fn openapi(base_url: &str) -> OpenApiService<impl OpenApi, ()> {
+    let apis = (
+        UsersApi,
+        TokenApi,
+        KeysApi,
+        TodosApi,
+        AdminApi,
+        HealthApi,
+        DiscoveryApi,
+    );
+    OpenApiService::new(apis, "latchkey", env!("CARGO_PKG_VERSION"))
         .description(
             "Create an account, log in, create an API key, trade it at `/auth/token` for a \
          one-minute JWT, and call the Todo API with it. Errors are RFC 9457 \

@@ -193,12 +193,7 @@ async fn admin_endpoints_without_a_token_are_401() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app
-        .client
-        .get(app.url("/admin/users"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_public("/admin/users").await;
 
     // Assert
     assert_eq!(

@@ -170,12 +170,7 @@ async fn an_unknown_route_is_a_404_problem() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app
-        .client
-        .get(app.url("/no/such/thing"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_public("/no/such/thing").await;
 
     // Assert
     let body = problem(resp, StatusCode::NOT_FOUND).await;

@@ -7,8 +7,8 @@ use crate::helpers::{assert_problem, spawn_app};
 async fn health_and_ready_answer_200() {
     let app = spawn_app().await;
 
-    let health = app.client.get(app.url("/health")).send().await.unwrap();
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let health = app.get_public("/health").await;
+    let ready = app.get_public("/ready").await;
 
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
@@ -23,8 +23,8 @@ async fn ready_is_a_503_problem_when_the_database_does_not_answer_but_health_sta
     app.server_db.reader().close().await;
 
     // Act
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
-    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    let ready = app.get_public("/ready").await;
+    let health = app.get_public("/health").await;
 
     // Assert
     let problem = assert_problem(ready, StatusCode::SERVICE_UNAVAILABLE).await;

@@ -187,6 +187,11 @@ impl TestApp {
 
     // ---- generic calls ----
 
+    /// A request without credentials.
+    pub async fn get_public(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> Response {
         self.client
             .get(self.url(path))

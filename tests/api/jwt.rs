@@ -216,7 +216,7 @@ async fn a_request_without_a_token_gets_a_bare_bearer_challenge() {
 
     for path in ["/me", "/todos", "/keys"] {
         // Act
-        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        let resp = app.get_public(path).await;
 
         // Assert
         assert_eq!(

@@ -144,12 +144,7 @@ async fn get_openapi_json_serves_the_generated_spec_naming_this_server() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_public("/openapi.json").await;
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
@@ -169,12 +164,7 @@ async fn get_openapi_yaml_serves_yaml_that_parses_to_the_same_document() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app
-        .client
-        .get(app.url("/openapi.yaml"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_public("/openapi.yaml").await;
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
@@ -401,7 +391,7 @@ async fn docs_serves_swagger_ui_html() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app.client.get(app.url("/docs/")).send().await.unwrap();
+    let resp = app.get_public("/docs/").await;
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
@@ -420,7 +410,7 @@ async fn docs_without_a_slash_redirects_to_docs_slash() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app.client.get(app.url("/docs")).send().await.unwrap();
+    let resp = app.get_public("/docs").await;
 
     // Assert
     assert!(resp.status().is_redirection(), "{}", resp.status());
@@ -433,12 +423,7 @@ async fn the_swagger_initializer_points_at_openapi_json() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app
-        .client
-        .get(app.url("/docs/swagger-initializer.js"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_public("/docs/swagger-initializer.js").await;
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
@@ -460,12 +445,7 @@ async fn the_swagger_ui_assets_are_served() {
         ("swagger-ui-bundle.js", "javascript"),
     ] {
         // Act
-        let resp = app
-            .client
-            .get(app.url(&format!("/docs/{file}")))
-            .send()
-            .await
-            .unwrap();
+        let resp = app.get_public(&format!("/docs/{file}")).await;
 
         // Assert
         assert_eq!(resp.status(), StatusCode::OK, "{file}");
@@ -486,12 +466,7 @@ async fn an_unknown_docs_file_is_a_404_problem() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app
-        .client
-        .get(app.url("/docs/nope.js"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_public("/docs/nope.js").await;
 
     // Assert
     let problem = assert_problem(resp, StatusCode::NOT_FOUND).await;

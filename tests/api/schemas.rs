@@ -71,7 +71,6 @@ async fn every_kind_of_response_matches_its_documented_schema() {
     // Arrange: an EdDSA server, so the key set has keys to check too.
     let app = spawn_app_with(|c| c.jwt_alg = latchkey::config::JwtAlg::EdDsa).await;
     let user = TestUser::generate();
-    let c = &app.client;
 
     // Accounts and tokens.
     let resp = app.register(&user.email, &user.password).await;
@@ -172,7 +171,7 @@ async fn every_kind_of_response_matches_its_documented_schema() {
         "/.well-known/oauth-authorization-server",
         "/.well-known/jwks.json",
     ] {
-        let resp = c.get(app.url(path)).send().await.unwrap();
+        let resp = app.get_public(path).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         conforms(&app, Method::GET, path, resp).await;
     }
@@ -187,12 +186,7 @@ async fn the_jwks_404_and_a_next_page_cursor_match_their_schemas() {
     app.create_todo(&token, "two").await;
 
     // Act
-    let jwks = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
+    let jwks = app.get_public("/.well-known/jwks.json").await;
     let page = app.get(&token, "/todos?limit=1").await;
 
     // Assert

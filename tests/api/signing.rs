@@ -30,13 +30,9 @@ fn kid_of(token: &str) -> String {
 }
 
 async fn jwks(app: &TestApp) -> Value {
-    let resp = get_public(app, "/.well-known/jwks.json").await;
+    let resp = app.get_public("/.well-known/jwks.json").await;
     assert_eq!(resp.status(), StatusCode::OK);
     resp.json().await.unwrap()
-}
-
-async fn get_public(app: &TestApp, path: &str) -> reqwest::Response {
-    app.client.get(app.url(path)).send().await.unwrap()
 }
 
 fn kids(set: &Value) -> Vec<String> {
@@ -101,7 +97,7 @@ async fn an_eddsa_token_verifies_against_the_published_jwk_like_another_service_
     let token = real_token(&app).await;
 
     // Act
-    let resp = get_public(&app, "/.well-known/jwks.json").await;
+    let resp = app.get_public("/.well-known/jwks.json").await;
 
     // Assert: one Ed25519 key, cacheable, named by the token's kid.
     assert_eq!(resp.status(), StatusCode::OK);
@@ -174,7 +170,7 @@ async fn with_hs256_the_jwks_is_a_404_problem() {
     let app = spawn_app().await;
 
     // Act
-    let resp = get_public(&app, "/.well-known/jwks.json").await;
+    let resp = app.get_public("/.well-known/jwks.json").await;
 
     // Assert
     let body = assert_problem(resp, StatusCode::NOT_FOUND).await;
@@ -361,7 +357,9 @@ async fn the_server_metadata_points_at_the_token_endpoint_and_the_keys() {
     let app = eddsa_app().await;
 
     // Act
-    let resp = get_public(&app, "/.well-known/oauth-authorization-server").await;
+    let resp = app
+        .get_public("/.well-known/oauth-authorization-server")
+        .await;
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
@@ -409,7 +407,8 @@ async fn with_hs256_the_metadata_names_no_jwks() {
     let app = spawn_app_with(|c| c.issuer = Some("https://auth.example.com".into())).await;
 
     // Act
-    let meta: Value = get_public(&app, "/.well-known/oauth-authorization-server")
+    let meta: Value = app
+        .get_public("/.well-known/oauth-authorization-server")
         .await
         .json()
         .await

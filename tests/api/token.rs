@@ -35,6 +35,16 @@ async fn token_request_with_basic(
 }
 
 /// Asserts a successful token response and returns its body.
+/// Exchanges `key` in the body, asking for `scope`.
+async fn exchange_asking(app: &TestApp, key: &TestKey, scope: &str) -> Response {
+    app.token_request(&[
+        ("grant_type", "client_credentials"),
+        ("client_secret", &key.key),
+        ("scope", scope),
+    ])
+    .await
+}
+
 async fn assert_issued(resp: Response, scope: &str) -> Value {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["cache-control"], "no-store");
@@ -196,13 +206,7 @@ async fn exchange_narrows_the_grant_to_the_scope_asked_for() {
     let (_, _, key) = user_with_key(&app).await;
 
     // Act
-    let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_secret", &key.key),
-            ("scope", "todos:read"),
-        ])
-        .await;
+    let resp = exchange_asking(&app, &key, "todos:read").await;
 
     // Assert
     let body = assert_issued(resp, "todos:read").await;
@@ -216,13 +220,7 @@ async fn exchange_treats_an_empty_scope_as_none_asked_for() {
     let (_, _, key) = user_with_key(&app).await;
 
     // Act
-    let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_secret", &key.key),
-            ("scope", ""),
-        ])
-        .await;
+    let resp = exchange_asking(&app, &key, "").await;
 
     // Assert
     assert_issued(resp, "todos:read todos:write").await;
@@ -235,13 +233,7 @@ async fn exchange_narrows_a_scope_beyond_the_key_to_what_the_key_holds() {
     let (_, _, key) = user_with_key(&app).await;
 
     // Act
-    let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_secret", &key.key),
-            ("scope", "todos:read todos:write keys:manage admin"),
-        ])
-        .await;
+    let resp = exchange_asking(&app, &key, "todos:read todos:write keys:manage admin").await;
 
     // Assert: RFC 6749 §3.3, the response names the narrower grant.
     assert_issued(resp, "todos:read todos:write").await;
@@ -254,13 +246,7 @@ async fn exchange_refuses_a_scope_the_key_holds_none_of_with_invalid_scope() {
     let (_, _, key) = user_with_key(&app).await;
 
     // Act
-    let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_secret", &key.key),
-            ("scope", "keys:manage"),
-        ])
-        .await;
+    let resp = exchange_asking(&app, &key, "keys:manage").await;
 
     // Assert
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
@@ -275,13 +261,7 @@ async fn exchange_rejects_an_unknown_scope_with_invalid_scope() {
     let (_, _, key) = user_with_key(&app).await;
 
     // Act
-    let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_secret", &key.key),
-            ("scope", "todos:read todos:delete"),
-        ])
-        .await;
+    let resp = exchange_asking(&app, &key, "todos:read todos:delete").await;
 
     // Assert
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
