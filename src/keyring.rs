@@ -10,7 +10,7 @@
 use std::{
     fs,
     io::{ErrorKind, Write},
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -25,6 +25,7 @@ use crate::{
         signing::{SigningAlg, SigningKey},
         tokens::{KeySet, Tokens, LEEWAY_SECS},
     },
+    owner_only,
 };
 
 pub const KEYRING_FILE: &str = "signing-keys.json";
@@ -291,17 +292,9 @@ impl Keyring {
         &self,
         change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        crate::create_private_dir(&self.dir)
+        owner_only::create_dir_all(&self.dir)
             .with_context(|| format!("creating the data directory {}", self.dir.display()))?;
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let lock = options
-            .open(self.dir.join(LOCK_FILE))
+        let lock = owner_only::open_or_create(&self.dir.join(LOCK_FILE))
             .context("opening the signing keyring's lock file")?;
         lock.lock().context("locking the signing keyring")?;
         let mut stored = match self.read()? {
@@ -324,8 +317,8 @@ impl Keyring {
             }
             _ => {}
         }
-        let mut file =
-            private_file(&temporary).with_context(|| format!("writing {}", temporary.display()))?;
+        let mut file = owner_only::create_new_file(&temporary)
+            .with_context(|| format!("writing {}", temporary.display()))?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
@@ -430,21 +423,11 @@ impl StoredKey {
     }
 }
 
-/// Creates a file readable by its owner only, from the first byte written.
-fn private_file(path: &Path) -> std::io::Result<fs::File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
     use crate::config::JwtAlg;
 
     fn keyring(dir: &Path, alg: JwtAlg) -> Keyring {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod exchange;
 pub mod http;
 pub mod keyring;
+pub mod owner_only;
 pub mod state;
 pub mod telemetry;
 pub mod usage;
@@ -137,25 +138,13 @@ impl App {
 /// Creates the data directory (owner-only) and opens the database with a read
 /// pool of twice as many connections as cores.
 pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
-    create_private_dir(&config.data_dir)
+    owner_only::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let readers = u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4);
     Db::open(&config.database(), readers)
         .await
         .context("opening the database")
-}
-
-/// Creates `path` and its parents, readable by the owner only.
-pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(path)
 }
 
 async fn shutdown_signal() {
