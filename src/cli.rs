@@ -1,19 +1,81 @@
-//! The commands: serve, admin create, signing-key rotate|list, openapi.
+//! The command tree and its commands: serve, admin create, signing-key
+//! rotate|list, openapi.
 
 use std::io::{BufRead, IsTerminal};
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
-    accounts,
-    config::{AdminCommand, Cli, Command, Config, SigningKeyCommand, SpecFormat},
+    config::Config,
     domain::scopes::Role,
     error::Error,
     http,
     keyring::{self, KeyState, Keyring},
+    service::accounts,
     App,
 };
+
+// No `Debug`: the configuration holds the JWT secret.
+#[derive(Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "API keys traded for short-lived JWTs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
+    /// Manage accounts from the command line.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Manage the keys tokens are signed with.
+    #[command(subcommand)]
+    SigningKey(SigningKeyCommand),
+    /// Print the OpenAPI document.
+    Openapi {
+        #[arg(long, value_enum, default_value = "json")]
+        format: SpecFormat,
+        /// The server URL the document names, for clients that import it.
+        #[arg(long, default_value = crate::http::spec::DEFAULT_BASE_URL)]
+        server_url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin account. The password is read from a prompt, or from
+    /// standard input when that is not a terminal.
+    Create {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigningKeyCommand {
+    /// Make a new key current for --jwt-alg. Running servers that share the
+    /// data directory switch to it within a second; the replaced key keeps
+    /// verifying until the tokens it signed have expired.
+    Rotate,
+    /// List the keys in the data directory's keyring.
+    List,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SpecFormat {
+    Json,
+    Yaml,
+}
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
@@ -22,8 +84,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SigningKey(command) => signing_key(&cli.config, command),
         Command::Openapi { format, server_url } => {
             let spec = match format {
-                SpecFormat::Json => http::spec_json_at(&server_url),
-                SpecFormat::Yaml => http::spec_yaml_at(&server_url),
+                SpecFormat::Json => http::spec::json_at(&server_url),
+                SpecFormat::Yaml => http::spec::yaml_at(&server_url),
             };
             println!("{}", spec.trim_end());
             Ok(())
@@ -134,5 +196,16 @@ fn read_password() -> anyhow::Result<String> {
             .read_line(&mut line)
             .context("reading the password from standard input")?;
         Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

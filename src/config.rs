@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 
 use crate::domain::signing::SigningAlg;
 
@@ -12,66 +12,7 @@ pub const DEFAULT_AUDIENCE: &str = "latchkey";
 pub const DEFAULT_TOKEN_TTL: &str = "60s";
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
-// No `Debug` here or on `Config`: they hold the JWT secret.
-#[derive(Parser)]
-#[command(
-    name = "latchkey",
-    version,
-    about = "API keys traded for short-lived JWTs"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the server (the default when no command is given).
-    Serve,
-    /// Manage accounts from the command line.
-    #[command(subcommand)]
-    Admin(AdminCommand),
-    /// Manage the keys tokens are signed with.
-    #[command(subcommand)]
-    SigningKey(SigningKeyCommand),
-    /// Print the OpenAPI document.
-    Openapi {
-        #[arg(long, value_enum, default_value = "json")]
-        format: SpecFormat,
-        /// The server URL the document names, for clients that import it.
-        #[arg(long, default_value = crate::http::DEFAULT_BASE_URL)]
-        server_url: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AdminCommand {
-    /// Create an admin account. The password is read from a prompt, or from
-    /// standard input when that is not a terminal.
-    Create {
-        #[arg(long)]
-        email: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SigningKeyCommand {
-    /// Make a new key current for --jwt-alg. Running servers that share the
-    /// data directory switch to it within a second; the replaced key keeps
-    /// verifying until the tokens it signed have expired.
-    Rotate,
-    /// List the keys in the data directory's keyring.
-    List,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SpecFormat {
-    Json,
-    Yaml,
-}
-
+// No `Debug` on `Config`: it holds the JWT secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum JwtAlg {
     /// HMAC with SHA-256 and a shared secret.
@@ -236,12 +177,6 @@ fn parse_issuer(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_cli_is_well_formed() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
-    }
 
     #[test]
     fn the_issuer_is_a_base_url() {

@@ -1,5 +1,7 @@
-//! The error every handler outside the token endpoint returns. Each variant
+//! The error every operation outside the token endpoint returns. Each variant
 //! names what went wrong; `http::problem` alone decides its status and body.
+
+use std::borrow::Cow;
 
 use crate::domain::{scopes::Scope, tokens::TokenError};
 
@@ -19,11 +21,32 @@ impl FieldError {
     }
 }
 
+/// How a field error travels inside a framework parse error, which carries
+/// only a message: `field `name` what is wrong`.
+const FIELD_MARKER: &str = "field `";
+
+/// The message a body parser reports for `field`.
+pub fn field_message(field: &str, what: &str) -> String {
+    format!("{FIELD_MARKER}{field}` {what}")
+}
+
+/// The field a parse error names, and what it says of it.
+pub fn named_field(message: &str) -> Option<(&str, &str)> {
+    let start = message.find(FIELD_MARKER)?;
+    let rest = &message[start + FIELD_MARKER.len()..];
+    let (field, tail) = rest.split_once('`')?;
+    let description = tail
+        .split(" (occurred while parsing")
+        .next()
+        .unwrap_or(tail);
+    Some((field, description.trim()))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// 404: the thing does not exist, or belongs to someone else.
     #[error("{0}")]
-    NotFound(&'static str),
+    NotFound(Cow<'static, str>),
     /// 409: the request clashes with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -42,15 +65,32 @@ pub enum Error {
     /// 403 with `error="insufficient_scope"`.
     #[error("the access token lacks the `{0}` scope")]
     MissingScope(Scope),
-    /// 503: a dependency is down.
+    /// 413: the request body is over the limit.
+    #[error("the request body is too large")]
+    BodyTooLarge,
+    /// 503 with `Retry-After`: a dependency is down.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// 503 with `Retry-After`, logged with its cause: the database cannot
+    /// take the request now (a full disk, an I/O error); nothing was stored.
+    #[error("the database cannot take the request now")]
+    Storage(#[source] sqlx::Error),
     /// 500, logged with its cause; the client learns nothing of it.
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     /// 500, logged with its cause; the client learns nothing of it.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Error {
+        if crate::db::is_unavailable(&e) {
+            Error::Storage(e)
+        } else {
+            Error::Database(e)
+        }
+    }
 }
 
 impl Error {
@@ -69,3 +109,17 @@ pub fn both<A, B>(a: Result<A, FieldError>, b: Result<B, FieldError>) -> Result<
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_message_names_its_field_and_other_messages_none() {
+        assert_eq!(
+            named_field(&field_message("name", "must be a JSON string")),
+            Some(("name", "must be a JSON string"))
+        );
+        assert_eq!(named_field("no field here"), None);
+    }
+}

@@ -1,19 +1,19 @@
 //! latchkey: API keys traded for short-lived JWTs, and a Todo API that checks
 //! them statelessly.
 
-pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
-pub mod exchange;
 pub mod http;
 pub mod keyring;
+pub mod last_used;
 pub mod owner_only;
+pub mod service;
 pub mod state;
+pub mod tasks;
 pub mod telemetry;
-pub mod usage;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -28,8 +28,9 @@ use crate::{
     db::Db,
     domain::tokens::{KeySet, TokenSettings, Tokens},
     keyring::Keyring,
+    last_used::LastUsed,
     state::AppState,
-    usage::UsageRecorder,
+    tasks::BackgroundTasks,
 };
 
 /// How long shutdown waits for in-flight requests.
@@ -40,8 +41,7 @@ pub struct App {
     acceptor: poem::listener::TcpAcceptor,
     addr: SocketAddr,
     state: Arc<AppState>,
-    /// Where the signing keys are reloaded from; `None` for a configured key.
-    keyring: Option<Keyring>,
+    tasks: BackgroundTasks,
 }
 
 impl App {
@@ -86,14 +86,28 @@ impl App {
         let state = Arc::new(AppState {
             db,
             tokens: Arc::new(tokens),
-            usage: Arc::new(UsageRecorder::default()),
+            last_used: Arc::new(LastUsed::default()),
             registration_open: config.registration == Registration::Open,
         });
+
+        let mut tasks = BackgroundTasks::default();
+        let (last_used, db) = (Arc::clone(&state.last_used), state.db.clone());
+        tasks.add("key-use writer", move |stopping| async move {
+            last_used.write_behind(db, stopping).await;
+        });
+        if let Some(keyring) = keyring {
+            // Where the signing keys are reloaded from; none for a configured key.
+            let watcher = keyring.spawn_watcher(Arc::clone(&state.tokens));
+            tasks.add("keyring watcher", move |mut stopping| async move {
+                stopping.wait().await;
+                watcher.abort();
+            });
+        }
         Ok(App {
             acceptor,
             addr,
             state,
-            keyring,
+            tasks,
         })
     }
 
@@ -107,12 +121,10 @@ impl App {
     }
 
     /// Serves until `stop` completes, then lets in-flight requests finish,
-    /// writes pending key-use times and closes the database.
+    /// stops the background tasks (which writes pending key-use times) and
+    /// closes the database.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let flusher = self.state.usage.spawn_flusher(self.state.db.clone());
-        let watcher = self
-            .keyring
-            .map(|keyring| keyring.spawn_watcher(Arc::clone(&self.state.tokens)));
+        let tasks = self.tasks.start();
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(
                 http::app(Arc::clone(&self.state)),
@@ -120,13 +132,10 @@ impl App {
                 Some(DRAIN_TIMEOUT),
             )
             .await;
-        if let Some(watcher) = watcher {
-            watcher.abort();
-        }
-        self.state.usage.stop();
-        flusher.await.context("the key-use writer panicked")?;
+        let stopped = tasks.stop().await;
         self.state.db.close().await;
-        served.context("serving HTTP")
+        served.context("serving HTTP")?;
+        stopped
     }
 
     /// Serves until SIGINT or SIGTERM.

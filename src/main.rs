@@ -1,7 +1,10 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use latchkey::{cli, config::Cli, telemetry};
+use latchkey::{
+    cli::{self, Cli},
+    telemetry,
+};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

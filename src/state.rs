@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use crate::{db::Db, domain::tokens::Tokens, usage::UsageRecorder};
+use crate::{db::Db, domain::tokens::Tokens, last_used::LastUsed};
 
 pub struct AppState {
     pub db: Db,
     pub tokens: Arc<Tokens>,
-    pub usage: Arc<UsageRecorder>,
+    pub last_used: Arc<LastUsed>,
     pub registration_open: bool,
 }

@@ -1,9 +1,10 @@
 //! The `api_keys` table.
 
 use chrono::{DateTime, Utc};
-use sqlx::{sqlite::SqliteRow, FromRow, Row, SqliteExecutor};
+use sqlx::{sqlite::SqliteRow, FromRow, Row};
 use uuid::Uuid;
 
+use super::Db;
 use crate::domain::{
     keys::KeyHash,
     scopes::{Role, Scopes},
@@ -58,7 +59,7 @@ pub struct NewKey<'a> {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-pub async fn insert(db: impl SqliteExecutor<'_>, key: NewKey<'_>) -> Result<Key, sqlx::Error> {
+pub async fn insert(db: &Db, key: NewKey<'_>) -> Result<Key, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO api_keys (id, user_id, name, key_hash, hint, scopes, created_at, expires_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -72,44 +73,34 @@ pub async fn insert(db: impl SqliteExecutor<'_>, key: NewKey<'_>) -> Result<Key,
     .bind(key.scopes.to_string())
     .bind(super::now())
     .bind(key.expires_at)
-    .fetch_one(db)
+    .fetch_all(db.writer())
     .await
+    .and_then(super::one)
 }
 
-pub async fn list_for_user(
-    db: impl SqliteExecutor<'_>,
-    user_id: Uuid,
-) -> Result<Vec<Key>, sqlx::Error> {
+pub async fn list_for_user(db: &Db, user_id: Uuid) -> Result<Vec<Key>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = ? ORDER BY id"
     ))
     .bind(user_id)
-    .fetch_all(db)
+    .fetch_all(db.reader())
     .await
 }
 
 /// A key by id; with an owner, only if it belongs to them.
-pub async fn get(
-    db: impl SqliteExecutor<'_>,
-    id: Uuid,
-    owner: Option<Uuid>,
-) -> Result<Option<Key>, sqlx::Error> {
+pub async fn get(db: &Db, id: Uuid, owner: Option<Uuid>) -> Result<Option<Key>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)"
     ))
     .bind(id)
     .bind(owner)
-    .fetch_optional(db)
+    .fetch_optional(db.reader())
     .await
 }
 
 /// Marks a key revoked, keeping the first revocation time. Returns false when
 /// there is no such key (or it isn't the owner's).
-pub async fn revoke(
-    db: impl SqliteExecutor<'_>,
-    id: Uuid,
-    owner: Option<Uuid>,
-) -> Result<bool, sqlx::Error> {
+pub async fn revoke(db: &Db, id: Uuid, owner: Option<Uuid>) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3)
          WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)",
@@ -117,7 +108,7 @@ pub async fn revoke(
     .bind(id)
     .bind(owner)
     .bind(super::now())
-    .execute(db)
+    .execute(db.writer())
     .await?;
     Ok(done.rows_affected() > 0)
 }
@@ -135,10 +126,7 @@ pub struct KeyOwner {
     pub disabled: bool,
 }
 
-pub async fn find_for_exchange(
-    db: impl SqliteExecutor<'_>,
-    hash: &KeyHash,
-) -> Result<Option<KeyOwner>, sqlx::Error> {
+pub async fn find_for_exchange(db: &Db, hash: &KeyHash) -> Result<Option<KeyOwner>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT k.id, k.user_id, k.scopes, k.expires_at, k.revoked_at IS NOT NULL AS revoked,
                 u.role, u.disabled
@@ -146,7 +134,7 @@ pub async fn find_for_exchange(
          WHERE k.key_hash = ?",
     )
     .bind(&hash.0[..])
-    .fetch_optional(db)
+    .fetch_optional(db.reader())
     .await?;
     row.map(|row| {
         Ok(KeyOwner {
@@ -164,11 +152,8 @@ pub async fn find_for_exchange(
 
 /// Writes a batch of last-use times in one transaction. A time never moves
 /// backwards, whatever order batches land in.
-pub async fn record_last_used(
-    db: &sqlx::SqlitePool,
-    uses: &[(Uuid, DateTime<Utc>)],
-) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
+pub async fn record_last_used(db: &Db, uses: &[(Uuid, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
+    let mut tx = db.writer().begin().await?;
     for (id, at) in uses {
         sqlx::query(
             "UPDATE api_keys SET last_used_at = ?2

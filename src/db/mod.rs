@@ -1,17 +1,21 @@
-//! Storage: the only module that speaks SQL. Moving to PostgreSQL means
-//! changing this module and nothing above it.
+//! Storage: the only module that speaks SQL. Callers hold a [`Db`] and call
+//! the functions of `users`, `keys` and `todos`; which connection a statement
+//! runs on, and on which backend, is decided here and below.
+//!
+//! A statement that writes and returns its row (`INSERT … RETURNING`,
+//! `UPDATE … RETURNING`) is always fetched with `fetch_all`, never
+//! `fetch_one` or `fetch_optional`: SQLite commits such a statement when it is
+//! stepped to its end, and sqlx, stopping after the first row, drops the error
+//! of that commit (a full disk would be answered as a success), and never
+//! lets SQLite checkpoint its write-ahead log.
 
 pub mod keys;
+mod sqlite;
 pub mod todos;
 pub mod users;
 
-use std::{str::FromStr, time::Duration};
-
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    SqlitePool,
-};
+use sqlx::SqlitePool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -19,6 +23,8 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error("could not migrate the database")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("could not make the database files owner-only")]
+    Permissions(#[source] std::io::Error),
 }
 
 /// Where the database is: a URL as configured, or a file path.
@@ -27,69 +33,77 @@ pub enum Location {
     File(std::path::PathBuf),
 }
 
-/// SQLite lets many readers and one writer work at once in WAL mode. Writes go
-/// through a one-connection pool, so they queue in the application instead of
-/// failing with SQLITE_BUSY; reads get a pool of their own, sized to the cores.
+/// A handle on the database, cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    reader: SqlitePool,
-    writer: SqlitePool,
+    pools: sqlite::Pools,
 }
 
 impl Db {
     /// Opens (creating if missing) the database and brings its schema up to date.
     pub async fn open(location: &Location, readers: u32) -> Result<Db, DbError> {
-        let options = match location {
-            Location::Url(url) => SqliteConnectOptions::from_str(url)?,
-            // A path is not pasted into a URL: `?` or `%` in it would be parsed.
-            Location::File(path) => SqliteConnectOptions::new().filename(path),
-        }
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // NORMAL is durable in WAL mode except for the last transactions
-        // before a power loss; it saves an fsync per commit.
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(readers.max(1))
-            .connect_with(options.read_only(true))
-            .await?;
-        Ok(Db { reader, writer })
+        Ok(Db {
+            pools: sqlite::open(location, readers).await?,
+        })
     }
 
-    pub fn reader(&self) -> &SqlitePool {
-        &self.reader
+    fn reader(&self) -> &SqlitePool {
+        &self.pools.reader
     }
 
-    pub fn writer(&self) -> &SqlitePool {
-        &self.writer
+    fn writer(&self) -> &SqlitePool {
+        &self.pools.writer
     }
 
     /// Readiness: the database answers a query.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         // `SELECT 1` would succeed without touching the file; this reads it.
         sqlx::query("SELECT 1 FROM users LIMIT 1")
-            .execute(&self.reader)
+            .execute(self.reader())
             .await
             .map(|_| ())
     }
 
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        self.pools.reader.close().await;
+        self.pools.writer.close().await;
     }
+
+    /// Stops the database file from growing, as a full disk would: writes
+    /// that need a new page fail from now on. For tests of what a full disk
+    /// does; SQLite's limit lasts as long as the writing connection.
+    #[doc(hidden)]
+    pub async fn stop_growing(&self) -> Result<(), sqlx::Error> {
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(self.writer())
+            .await?;
+        sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+            .execute(self.writer())
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Whether an error means the database cannot take the request now (full
+/// disk, I/O error, unreachable), so that the same request may succeed later.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    sqlite::is_unavailable(err)
 }
 
 /// The current time as stored: UTC, to the millisecond, so what a client reads
 /// back equals what it was told at creation.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
+}
+
+/// The one row a write returned (see the module's note on `RETURNING`).
+fn one<T>(rows: Vec<T>) -> Result<T, sqlx::Error> {
+    rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)
+}
+
+/// The row a write returned, if it changed one.
+fn at_most_one<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
 }
 
 /// True when the error is a UNIQUE constraint failing. SQLite does not name

@@ -2,8 +2,10 @@
 //! todo is indistinguishable from one that doesn't exist.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, SqliteExecutor};
+use sqlx::FromRow;
 use uuid::Uuid;
+
+use super::Db;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Todo {
@@ -15,7 +17,7 @@ pub struct Todo {
 }
 
 pub async fn insert(
-    db: impl SqliteExecutor<'_>,
+    db: &Db,
     owner: Uuid,
     title: &str,
     completed: bool,
@@ -31,14 +33,15 @@ pub async fn insert(
     .bind(title)
     .bind(completed)
     .bind(now)
-    .fetch_one(db)
+    .fetch_all(db.writer())
     .await
+    .and_then(super::one)
 }
 
 /// One page in creation order, with one row more than asked so the caller
 /// knows whether another page follows.
 pub async fn list(
-    db: impl SqliteExecutor<'_>,
+    db: &Db,
     owner: Uuid,
     completed: Option<bool>,
     after: Option<Uuid>,
@@ -53,28 +56,24 @@ pub async fn list(
     .bind(completed)
     .bind(after)
     .bind(i64::from(limit) + 1)
-    .fetch_all(db)
+    .fetch_all(db.reader())
     .await
 }
 
-pub async fn get(
-    db: impl SqliteExecutor<'_>,
-    owner: Uuid,
-    id: Uuid,
-) -> Result<Option<Todo>, sqlx::Error> {
+pub async fn get(db: &Db, owner: Uuid, id: Uuid) -> Result<Option<Todo>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, title, completed, created_at, updated_at FROM todos
          WHERE id = ? AND user_id = ?",
     )
     .bind(id)
     .bind(owner)
-    .fetch_optional(db)
+    .fetch_optional(db.reader())
     .await
 }
 
 /// A partial update in one statement: absent fields keep their value.
 pub async fn update(
-    db: impl SqliteExecutor<'_>,
+    db: &Db,
     owner: Uuid,
     id: Uuid,
     title: Option<&str>,
@@ -91,19 +90,16 @@ pub async fn update(
     .bind(title)
     .bind(completed)
     .bind(super::now())
-    .fetch_optional(db)
+    .fetch_all(db.writer())
     .await
+    .map(super::at_most_one)
 }
 
-pub async fn delete(
-    db: impl SqliteExecutor<'_>,
-    owner: Uuid,
-    id: Uuid,
-) -> Result<bool, sqlx::Error> {
+pub async fn delete(db: &Db, owner: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("DELETE FROM todos WHERE id = ? AND user_id = ?")
         .bind(id)
         .bind(owner)
-        .execute(db)
+        .execute(db.writer())
         .await?;
     Ok(done.rows_affected() > 0)
 }

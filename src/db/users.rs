@@ -2,8 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{sqlite::SqliteRow, FromRow, Row, SqliteExecutor};
+
 use uuid::Uuid;
 
+use super::Db;
 use crate::domain::{scopes::Role, users::Email};
 
 #[derive(Debug, Clone)]
@@ -44,7 +46,7 @@ pub enum InsertUserError {
 }
 
 pub async fn insert(
-    db: impl SqliteExecutor<'_>,
+    db: &Db,
     email: &Email,
     password_hash: &str,
     role: Role,
@@ -59,8 +61,9 @@ pub async fn insert(
     .bind(password_hash)
     .bind(role.as_str())
     .bind(super::now())
-    .fetch_one(db)
+    .fetch_all(db.writer())
     .await
+    .and_then(super::one)
     .map_err(|e| {
         if super::is_unique_violation(&e) {
             InsertUserError::EmailTaken
@@ -76,15 +79,12 @@ pub struct Login {
     pub password_hash: String,
 }
 
-pub async fn find_login(
-    db: impl SqliteExecutor<'_>,
-    email: &Email,
-) -> Result<Option<Login>, sqlx::Error> {
+pub async fn find_login(db: &Db, email: &Email) -> Result<Option<Login>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT id, email, role, disabled, created_at, password_hash FROM users WHERE email = ?",
     )
     .bind(email.as_str())
-    .fetch_optional(db)
+    .fetch_optional(db.reader())
     .await?;
     row.map(|row| {
         Ok(Login {
@@ -95,7 +95,11 @@ pub async fn find_login(
     .transpose()
 }
 
-pub async fn get(db: impl SqliteExecutor<'_>, id: Uuid) -> Result<Option<User>, sqlx::Error> {
+pub async fn get(db: &Db, id: Uuid) -> Result<Option<User>, sqlx::Error> {
+    get_on(db.reader(), id).await
+}
+
+async fn get_on(db: impl SqliteExecutor<'_>, id: Uuid) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as("SELECT id, email, role, disabled, created_at FROM users WHERE id = ?")
         .bind(id)
         .fetch_optional(db)
@@ -104,11 +108,7 @@ pub async fn get(db: impl SqliteExecutor<'_>, id: Uuid) -> Result<Option<User>, 
 
 /// One page of users in creation order, fetching one row more than asked so
 /// the caller knows whether another page follows.
-pub async fn list(
-    db: impl SqliteExecutor<'_>,
-    after: Option<Uuid>,
-    limit: u32,
-) -> Result<Vec<User>, sqlx::Error> {
+pub async fn list(db: &Db, after: Option<Uuid>, limit: u32) -> Result<Vec<User>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, email, role, disabled, created_at FROM users
          WHERE (?1 IS NULL OR id > ?1)
@@ -116,7 +116,7 @@ pub async fn list(
     )
     .bind(after)
     .bind(i64::from(limit) + 1)
-    .fetch_all(db)
+    .fetch_all(db.reader())
     .await
 }
 
@@ -134,7 +134,7 @@ pub enum UpdateUserError {
 /// The guard lives in the statement itself, so two admins demoting each other
 /// at the same moment cannot both succeed.
 pub async fn update_access(
-    db: &crate::db::Db,
+    db: &Db,
     id: Uuid,
     role: Option<Role>,
     disabled: Option<bool>,
@@ -152,11 +152,12 @@ pub async fn update_access(
     .bind(id)
     .bind(role.map(Role::as_str))
     .bind(disabled)
-    .fetch_optional(db.writer())
+    .fetch_all(db.writer())
     .await?;
-    match updated {
+    match super::at_most_one(updated) {
         Some(user) => Ok(user),
-        None if get(db.writer(), id).await?.is_some() => Err(UpdateUserError::LastAdmin),
+        // Asked of the writer, which has just seen the refused update.
+        None if get_on(db.writer(), id).await?.is_some() => Err(UpdateUserError::LastAdmin),
         None => Err(UpdateUserError::NotFound),
     }
 }

@@ -2,6 +2,8 @@
 
 pub mod grants;
 pub mod keys;
+pub mod new_key;
+pub mod pages;
 pub mod scopes;
 pub mod signing;
 pub mod todos;

@@ -32,6 +32,16 @@ impl Scope {
         Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
     }
 
+    /// Every scope, for a message: `todos:read, todos:write, keys:manage and admin`.
+    pub fn listed() -> String {
+        let names: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        match names.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+
     fn bit(self) -> u8 {
         1 << (self as u8)
     }
@@ -171,6 +181,14 @@ mod tests {
         let scopes = Scopes::parse("keys:manage  todos:read").unwrap();
         assert_eq!(scopes.to_string(), "todos:read keys:manage");
         assert_eq!(Scopes::parse(&scopes.to_string()).unwrap(), scopes);
+    }
+
+    #[test]
+    fn the_scope_list_reads_as_a_sentence() {
+        assert_eq!(
+            Scope::listed(),
+            "todos:read, todos:write, keys:manage and admin"
+        );
     }
 
     #[test]

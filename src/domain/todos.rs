@@ -1,7 +1,4 @@
-//! Todo rules: titles, page sizes and cursors.
-
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use uuid::Uuid;
+//! Todo rules: titles.
 
 pub const TITLE_MAX: usize = 500;
 
@@ -24,62 +21,6 @@ impl TodoTitle {
     }
 }
 
-pub const LIMIT_DEFAULT: u32 = 20;
-pub const LIMIT_MAX: u32 = 100;
-
-/// How many items a page holds: 1 to 100, 20 when not asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit(u32);
-
-impl Limit {
-    pub fn parse(n: Option<i64>) -> Result<Limit, &'static str> {
-        match n {
-            None => Ok(Limit(LIMIT_DEFAULT)),
-            Some(n) if (1..=i64::from(LIMIT_MAX)).contains(&n) => Ok(Limit(n as u32)),
-            Some(_) => Err("must be between 1 and 100"),
-        }
-    }
-
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-/// Where the next page starts: the id of the last item returned. Ids are
-/// UUIDv7, so id order is creation order and a cursor stays valid while rows
-/// are added or deleted. Opaque to clients: they only pass back `next_cursor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor(pub Uuid);
-
-impl Cursor {
-    pub fn parse(s: &str) -> Result<Cursor, &'static str> {
-        const BAD: &str = "is not a cursor from this API; pass back `next_cursor` unchanged";
-        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| BAD)?;
-        let id = Uuid::from_slice(&bytes).map_err(|_| BAD)?;
-        Ok(Cursor(id))
-    }
-
-    pub fn encode(self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0.as_bytes())
-    }
-}
-
-/// Splits a page fetched with one extra row into the items and the cursor of the
-/// next page, if there is one.
-pub fn paginate<T>(
-    mut rows: Vec<T>,
-    limit: Limit,
-    id: impl Fn(&T) -> Uuid,
-) -> (Vec<T>, Option<String>) {
-    if rows.len() > limit.get() as usize {
-        rows.truncate(limit.get() as usize);
-        let next = rows.last().map(|last| Cursor(id(last)).encode());
-        (rows, next)
-    } else {
-        (rows, None)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,33 +32,5 @@ mod tests {
         assert!(TodoTitle::parse(&"é".repeat(500)).is_ok());
         assert!(TodoTitle::parse(&"x".repeat(501)).is_err());
         assert!(TodoTitle::parse(&format!(" {} ", "x".repeat(500))).is_ok());
-    }
-
-    #[test]
-    fn limits_default_to_20_and_stay_within_1_to_100() {
-        assert_eq!(Limit::parse(None).unwrap().get(), 20);
-        assert_eq!(Limit::parse(Some(100)).unwrap().get(), 100);
-        assert!(Limit::parse(Some(0)).is_err());
-        assert!(Limit::parse(Some(101)).is_err());
-        assert!(Limit::parse(Some(-1)).is_err());
-    }
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let c = Cursor(Uuid::now_v7());
-        assert_eq!(Cursor::parse(&c.encode()).unwrap(), c);
-        assert!(Cursor::parse("not a cursor").is_err());
-        assert!(Cursor::parse("AAAA").is_err());
-    }
-
-    #[test]
-    fn a_page_with_an_extra_row_has_a_next_cursor() {
-        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-        let (items, next) = paginate(ids.clone(), Limit::parse(Some(2)).unwrap(), |id| *id);
-        assert_eq!(items, ids[..2]);
-        assert_eq!(next, Some(Cursor(ids[1]).encode()));
-        let (items, next) = paginate(ids.clone(), Limit::parse(Some(3)).unwrap(), |id| *id);
-        assert_eq!(items.len(), 3);
-        assert_eq!(next, None);
     }
 }

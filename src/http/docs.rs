@@ -1,16 +1,12 @@
 //! Swagger UI, served from the assets compiled into the binary.
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
-use poem::{
-    handler,
-    http::{header, StatusCode},
-    web::Data,
-    IntoResponse, Request, Response,
-};
+use anyhow::anyhow;
+use poem::{handler, http::header, web::Data, IntoResponse, Request, Response};
 use utoipa_swagger_ui::Config;
 
-use super::problem::problem;
+use crate::error::Error;
 
 /// Swagger UI reads the spec from `/openapi.json`; its Authorize button uses the
 /// spec's OAuth2 flows, so a key id and key (client credentials) or an email and
@@ -28,23 +24,16 @@ pub fn config() -> Arc<Config<'static>> {
 }
 
 #[handler]
-pub fn swagger_ui(req: &Request, config: Data<&Arc<Config<'static>>>) -> Response {
+pub fn swagger_ui(req: &Request, config: Data<&Arc<Config<'static>>>) -> poem::Result<Response> {
     let file = req.uri().path().strip_prefix("/docs/").unwrap_or_default();
     match utoipa_swagger_ui::serve(file, Arc::clone(&config)) {
-        Ok(Some(file)) => Response::builder()
+        Ok(Some(file)) => Ok(Response::builder()
             .header(header::CONTENT_TYPE, file.content_type)
-            .body(file.bytes.into_owned()),
-        Ok(None) => problem(
-            StatusCode::NOT_FOUND,
-            format!("Swagger UI has no file /docs/{file}."),
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "could not serve Swagger UI");
-            problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Swagger UI could not be served; the error has been logged.",
-            )
+            .body(file.bytes.into_owned())),
+        Ok(None) => {
+            Err(Error::NotFound(Cow::Owned(format!("Swagger UI has no file /docs/{file}"))).into())
         }
+        Err(e) => Err(Error::Internal(anyhow!("serving Swagger UI: {e}")).into()),
     }
 }
 

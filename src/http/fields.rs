@@ -8,19 +8,18 @@ use chrono::{DateTime, Utc};
 use poem_openapi::types::{ParseError, ParseResult};
 use serde_json::Value;
 
-use super::api::users::RoleName;
-
-/// The marker the error renderer looks for to list the field.
-pub const FIELD_MARKER: &str = "field `";
+use crate::error::field_message;
 
 fn required_string(field: &str, value: Option<Value>) -> ParseResult<String> {
     match value {
         Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(ParseError::custom(format!(
-            "{FIELD_MARKER}{field}` is required and must be a JSON string"
+        None | Some(Value::Null) => Err(ParseError::custom(field_message(
+            field,
+            "is required and must be a JSON string",
         ))),
-        Some(_) => Err(ParseError::custom(format!(
-            "{FIELD_MARKER}{field}` must be a JSON string"
+        Some(_) => Err(ParseError::custom(field_message(
+            field,
+            "must be a JSON string",
         ))),
     }
 }
@@ -29,8 +28,9 @@ fn optional_string(field: &str, value: Option<Value>) -> ParseResult<Option<Stri
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ParseError::custom(format!(
-            "{FIELD_MARKER}{field}` must be a JSON string"
+        Some(_) => Err(ParseError::custom(field_message(
+            field,
+            "must be a JSON string",
         ))),
     }
 }
@@ -39,8 +39,9 @@ fn optional_bool(field: &str, value: Option<Value>) -> ParseResult<Option<bool>>
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(b)),
-        Some(_) => Err(ParseError::custom(format!(
-            "{FIELD_MARKER}{field}` must be true or false"
+        Some(_) => Err(ParseError::custom(field_message(
+            field,
+            "must be true or false",
         ))),
     }
 }
@@ -69,8 +70,9 @@ field_parsers! {
 
 pub fn expires_at(value: Option<Value>) -> ParseResult<Option<DateTime<Utc>>> {
     let bad = || {
-        ParseError::custom(format!(
-            "{FIELD_MARKER}expires_at` must be an RFC 3339 time such as 2030-01-01T00:00:00Z"
+        ParseError::custom(field_message(
+            "expires_at",
+            "must be an RFC 3339 time such as 2030-01-01T00:00:00Z",
         ))
     };
     match value {
@@ -80,29 +82,6 @@ pub fn expires_at(value: Option<Value>) -> ParseResult<Option<DateTime<Utc>>> {
             .map_err(|_| bad()),
         Some(_) => Err(bad()),
     }
-}
-
-pub fn role(value: Option<Value>) -> ParseResult<Option<RoleName>> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s == "user" => Ok(Some(RoleName::User)),
-        Some(Value::String(s)) if s == "admin" => Ok(Some(RoleName::Admin)),
-        Some(_) => Err(ParseError::custom(format!(
-            "{FIELD_MARKER}role` must be \"user\" or \"admin\""
-        ))),
-    }
-}
-
-/// The field an error names, and what it says of it.
-pub fn named_field(message: &str) -> Option<(&str, &str)> {
-    let start = message.find(FIELD_MARKER)?;
-    let rest = &message[start + FIELD_MARKER.len()..];
-    let (field, tail) = rest.split_once('`')?;
-    let description = tail
-        .split(" (occurred while parsing")
-        .next()
-        .unwrap_or(tail);
-    Some((field, description.trim()))
 }
 
 #[cfg(test)]
@@ -124,17 +103,14 @@ mod tests {
         assert!(expires_at(Some(json!("2030-01-01T00:00:00Z")))
             .unwrap()
             .is_some());
-        assert!(role(Some(json!("boss"))).is_err());
-        assert_eq!(role(Some(json!("admin"))).unwrap(), Some(RoleName::Admin));
     }
 
     #[test]
     fn errors_name_their_field() {
         let message = title(None).unwrap_err().into_message();
         assert_eq!(
-            named_field(&format!("{message} (occurred while parsing \"NewTodo\")")),
+            crate::error::named_field(&format!("{message} (occurred while parsing \"NewTodo\")")),
             Some(("title", "is required and must be a JSON string"))
         );
-        assert_eq!(named_field("no field here"), None);
     }
 }

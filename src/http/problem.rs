@@ -2,24 +2,24 @@
 //! for everything but the token endpoint, with RFC 6750 `WWW-Authenticate`
 //! on bearer failures; the framework's own rejections are rewritten to match.
 
-use std::{fmt, marker::PhantomData, sync::OnceLock};
+use std::{fmt, sync::Arc};
 
 use poem::{
     error::ResponseError,
     http::{header, HeaderValue, Method, StatusCode},
     Endpoint, IntoResponse, Request, Response,
 };
-use poem_openapi::{
-    registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry},
-    types::{ToJSON, Type},
-    ApiResponse, Object,
-};
+use poem_openapi::{types::ToJSON, Object};
 
-use super::fields;
-use crate::{domain::tokens::TokenError, error::Error};
+use crate::{
+    domain::tokens::TokenError,
+    error::{self, Error},
+};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const REALM: &str = "latchkey";
+/// How long a client should wait before it tries again after a `503`.
+const RETRY_AFTER_SECS: &str = "5";
 
 /// An RFC 9457 problem details object.
 #[derive(Debug, Object)]
@@ -44,7 +44,7 @@ pub struct InvalidField {
     pub message: String,
 }
 
-pub fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
+fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
     problem_with(status, detail.into(), None)
 }
 
@@ -70,11 +70,12 @@ fn bearer_challenge(extra: Option<String>) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
-fn with_challenge(mut resp: Response, challenge: HeaderValue) -> Response {
-    resp.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, challenge);
+fn with_header(mut resp: Response, name: header::HeaderName, value: HeaderValue) -> Response {
+    resp.headers_mut().insert(name, value);
     resp
 }
+
+const SERVER_FAILED: &str = "The server failed to handle this request; the error has been logged.";
 
 impl ResponseError for Error {
     fn status(&self) -> StatusCode {
@@ -84,7 +85,8 @@ impl ResponseError for Error {
             Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Forbidden(_) | Error::MissingScope(_) => StatusCode::FORBIDDEN,
             Error::MissingToken | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unavailable(_) | Error::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,12 +109,13 @@ impl ResponseError for Error {
                     .collect();
                 problem_with(status, detail, Some(errors))
             }
-            Error::MissingToken => with_challenge(
+            Error::MissingToken => with_header(
                 problem(
                     status,
                     "This operation needs an access token: send `Authorization: Bearer <token>`, \
                      with a token from POST /auth/token.",
                 ),
+                header::WWW_AUTHENTICATE,
                 bearer_challenge(None),
             ),
             Error::InvalidToken(e) => {
@@ -120,14 +123,15 @@ impl ResponseError for Error {
                     TokenError::Expired => "The access token expired",
                     _ => "The access token is invalid",
                 };
-                with_challenge(
+                with_header(
                     problem(status, format!("{e}.")),
+                    header::WWW_AUTHENTICATE,
                     bearer_challenge(Some(format!(
                         r#"error="invalid_token", error_description="{description}""#
                     ))),
                 )
             }
-            Error::MissingScope(scope) => with_challenge(
+            Error::MissingScope(scope) => with_header(
                 problem(
                     status,
                     format!(
@@ -135,37 +139,98 @@ impl ResponseError for Error {
                          asking for `scope={scope}`."
                     ),
                 ),
+                header::WWW_AUTHENTICATE,
                 bearer_challenge(Some(format!(
                     r#"error="insufficient_scope", scope="{scope}""#
                 ))),
             ),
-            Error::Database(_) | Error::Internal(_) => problem(
+            Error::BodyTooLarge => problem(
                 status,
-                "The server failed to handle this request; the error has been logged.",
+                "The request body is larger than this server accepts.",
             ),
+            Error::Storage(_) => with_header(
+                problem(
+                    status,
+                    "The database cannot store or read anything right now; nothing was changed. \
+                     The error has been logged; try again later.",
+                ),
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            ),
+            Error::Unavailable(what) => with_header(
+                problem(status, format!("{what}.")),
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            ),
+            Error::Database(_) | Error::Internal(_) => problem(status, SERVER_FAILED),
             Error::NotFound(what) => problem(status, format!("{what}.")),
             Error::Conflict(what) => problem(status, format!("{what}.")),
-            Error::Forbidden(what) | Error::Unavailable(what) => {
-                problem(status, format!("{what}."))
-            }
+            Error::Forbidden(what) => problem(status, format!("{what}.")),
         }
+    }
+}
+
+/// The answer to a request whose handler panicked (the panic itself is
+/// reported by the panic hook).
+pub fn panicked() -> Response {
+    tracing::error!("a request handler panicked");
+    problem(StatusCode::INTERNAL_SERVER_ERROR, SERVER_FAILED)
+}
+
+/// The path templates the app serves and the methods each accepts, so that a
+/// `405` can name them (RFC 9110 §15.5.6).
+pub struct Routes(Vec<(Vec<String>, Vec<String>)>);
+
+impl Routes {
+    /// From `(template, methods)` pairs such as `("/todos/{id}", ["GET", "PATCH"])`.
+    pub fn new(routes: impl IntoIterator<Item = (String, Vec<String>)>) -> Routes {
+        Routes(
+            routes
+                .into_iter()
+                .map(|(template, methods)| {
+                    (template.split('/').map(str::to_owned).collect(), methods)
+                })
+                .collect(),
+        )
+    }
+
+    fn allowed(&self, path: &str) -> Vec<String> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.0
+            .iter()
+            .find(|(template, _)| {
+                template.len() == segments.len()
+                    && template
+                        .iter()
+                        .zip(&segments)
+                        .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
+            })
+            .map(|(_, methods)| methods.clone())
+            .unwrap_or_else(|| vec!["GET".into()])
     }
 }
 
 /// Wraps the whole app: every error that escapes a handler or the framework
 /// becomes problem+json, and internal errors are logged here, once.
-pub async fn problems<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+pub async fn problems<E: Endpoint>(
+    next: E,
+    req: Request,
+    routes: Arc<Routes>,
+) -> poem::Result<Response> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     match next.call(req).await {
         Ok(resp) => Ok(resp.into_response()),
-        Err(err) => Ok(render(err, &method, &path)),
+        Err(err) => Ok(render(err, &method, &path, &routes)),
     }
 }
 
-fn render(err: poem::Error, method: &Method, path: &str) -> Response {
+fn render(err: poem::Error, method: &Method, path: &str, routes: &Routes) -> Response {
     if let Some(e) = err.downcast_ref::<Error>() {
-        if matches!(e, Error::Database(_) | Error::Internal(_)) {
+        if matches!(
+            e,
+            Error::Database(_) | Error::Storage(_) | Error::Internal(_)
+        ) {
             tracing::error!(error = %ErrorChain(e), %method, path, "request failed");
         }
         return e.as_response();
@@ -176,26 +241,24 @@ fn render(err: poem::Error, method: &Method, path: &str) -> Response {
     let status = err.status();
     if status.is_server_error() {
         tracing::error!(error = %err, %method, path, "request failed");
-        return Error::Internal(anyhow::anyhow!("framework error")).as_response();
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, SERVER_FAILED);
     }
     let detail = match status {
         StatusCode::NOT_FOUND if err.is::<poem::error::NotFoundError>() => {
             format!("There is no route {method} {path}. The API is described at /openapi.json.")
         }
         StatusCode::METHOD_NOT_ALLOWED => {
-            let allowed = allowed_methods(path);
-            let mut resp = problem(
+            let allowed = routes.allowed(path).join(", ");
+            let resp = problem(
                 status,
                 format!(
-                    "{path} does not accept {method}; it accepts {}. The API is described at /openapi.json.",
-                    allowed.join(", ")
+                    "{path} does not accept {method}; it accepts {allowed}. The API is described at /openapi.json."
                 ),
             );
-            // RFC 9110 §15.5.6: a 405 names the methods the resource supports.
-            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
-                resp.headers_mut().insert(header::ALLOW, value);
-            }
-            return resp;
+            return match HeaderValue::from_str(&allowed) {
+                Ok(value) => with_header(resp, header::ALLOW, value),
+                Err(_) => resp,
+            };
         }
         StatusCode::BAD_REQUEST if err.is::<poem_openapi::error::ParsePathError>() => {
             format!("{path} has a malformed id: ids are UUIDs such as 01890a5d-ac96-774b-bcce-b302099a8057.")
@@ -204,12 +267,10 @@ fn render(err: poem::Error, method: &Method, path: &str) -> Response {
             "{}. Send the body as JSON, with `Content-Type: application/json`.",
             err.to_string().trim_end_matches('.')
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            "The request body is larger than this server accepts.".to_owned()
-        }
+        StatusCode::PAYLOAD_TOO_LARGE => return Error::BodyTooLarge.as_response(),
         _ => {
             let message = err.to_string();
-            if let Some((field, what)) = fields::named_field(&message) {
+            if let Some((field, what)) = error::named_field(&message) {
                 return problem_with(
                     status,
                     format!("The request body is invalid: `{field}` {what}."),
@@ -223,53 +284,6 @@ fn render(err: poem::Error, method: &Method, path: &str) -> Response {
         }
     };
     problem(status, detail)
-}
-
-/// The methods the spec lists for the path template `path` matches. Only
-/// asked on a 405, so the spec is read once, on the first one.
-fn allowed_methods(path: &str) -> Vec<String> {
-    static ROUTES: OnceLock<Vec<(Vec<String>, Vec<String>)>> = OnceLock::new();
-    let routes = ROUTES.get_or_init(|| {
-        let spec: serde_json::Value = serde_json::from_str(&super::spec_json()).unwrap_or_default();
-        let mut routes: Vec<_> = spec["paths"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(template, ops)| {
-                let segments = template.split('/').map(str::to_owned).collect();
-                let methods = ops
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(m, _)| m.to_uppercase())
-                    .collect();
-                (segments, methods)
-            })
-            .collect();
-        routes.extend([
-            (
-                vec![String::new(), "openapi.json".into()],
-                vec!["GET".into()],
-            ),
-            (
-                vec![String::new(), "openapi.yaml".into()],
-                vec!["GET".into()],
-            ),
-        ]);
-        routes
-    });
-    let segments: Vec<&str> = path.split('/').collect();
-    routes
-        .iter()
-        .find(|(template, _)| {
-            template.len() == segments.len()
-                && template
-                    .iter()
-                    .zip(&segments)
-                    .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
-        })
-        .map(|(_, methods)| methods.clone())
-        .unwrap_or_else(|| vec!["GET".into()])
 }
 
 /// Parse errors quote the offending value ("found 12345678"); that value may
@@ -299,90 +313,6 @@ impl fmt::Display for ErrorChain<'_> {
     }
 }
 
-/// The error statuses an operation documents, each with what it means there.
-pub trait Documented: Send + Sync + 'static {
-    const STATUSES: &'static [(u16, &'static str)];
-}
-
-/// A handler's error, carrying in its type the responses it documents.
-pub struct Failure<D>(pub Error, PhantomData<D>);
-
-impl<D> From<Error> for Failure<D> {
-    fn from(e: Error) -> Self {
-        Failure(e, PhantomData)
-    }
-}
-
-impl<D> From<sqlx::Error> for Failure<D> {
-    fn from(e: sqlx::Error) -> Self {
-        Failure(e.into(), PhantomData)
-    }
-}
-
-impl<D> From<anyhow::Error> for Failure<D> {
-    fn from(e: anyhow::Error) -> Self {
-        Failure(e.into(), PhantomData)
-    }
-}
-
-impl<D> From<Failure<D>> for poem::Error {
-    fn from(f: Failure<D>) -> Self {
-        poem::Error::from(f.0)
-    }
-}
-
-impl<D: Documented> ApiResponse for Failure<D> {
-    fn meta() -> MetaResponses {
-        let responses = D::STATUSES
-            .iter()
-            .map(|&(status, description)| MetaResponse {
-                description,
-                status: Some(status),
-                status_range: None,
-                content: vec![MetaMediaType {
-                    content_type: PROBLEM_JSON,
-                    schema: Problem::schema_ref(),
-                }],
-                // An operation that documents 401 takes a bearer token, so its
-                // 401 and 403 carry a challenge; a public one's 403 does not.
-                headers: if status == 401
-                    || (status == 403 && D::STATUSES.iter().any(|s| s.0 == 401))
-                {
-                    vec![MetaHeader {
-                        name: "WWW-Authenticate".into(),
-                        description: Some(
-                            "The RFC 6750 bearer challenge, on token and scope failures.".into(),
-                        ),
-                        required: false,
-                        deprecated: false,
-                        schema: String::schema_ref(),
-                    }]
-                } else {
-                    Vec::new()
-                },
-            })
-            .collect();
-        MetaResponses { responses }
-    }
-
-    fn register(registry: &mut Registry) {
-        Problem::register(registry);
-    }
-}
-
-/// Declares a set of documented error responses.
-macro_rules! documented {
-    ($($name:ident { $($status:literal => $description:literal),* $(,)? })*) => {
-        $(
-            pub struct $name;
-            impl $crate::http::problem::Documented for $name {
-                const STATUSES: &'static [(u16, &'static str)] = &[$(($status, $description)),*];
-            }
-        )*
-    };
-}
-pub(crate) use documented;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,5 +329,19 @@ mod tests {
             r#"Expected input type "boolean""#
         );
         assert_eq!(redact_values("no value here"), "no value here");
+    }
+
+    #[test]
+    fn a_path_is_matched_against_the_templates_for_its_allowed_methods() {
+        let routes = Routes::new([
+            ("/todos".to_owned(), vec!["GET".into(), "POST".into()]),
+            (
+                "/todos/{id}".to_owned(),
+                vec!["GET".into(), "DELETE".into()],
+            ),
+        ]);
+        assert_eq!(routes.allowed("/todos"), ["GET", "POST"]);
+        assert_eq!(routes.allowed("/todos/abc"), ["GET", "DELETE"]);
+        assert_eq!(routes.allowed("/todos/abc/x"), ["GET"]);
     }
 }

@@ -20,7 +20,7 @@ async fn health_and_ready_answer_200() {
 async fn ready_is_a_503_problem_when_the_database_does_not_answer_but_health_stays_200() {
     // Arrange
     let app = spawn_app().await;
-    app.server_db.reader().close().await;
+    app.server_db.close().await;
 
     // Act
     let ready = app.get_public("/ready").await;

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use latchkey::{config::Config, db::Db, domain::scopes::Role, App};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
+use sqlx::{sqlite::SqliteConnectOptions, SqlitePool};
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
@@ -16,9 +17,10 @@ pub struct TestApp {
     pub base: String,
     pub client: Client,
     pub config: Config,
-    /// A second connection pool on the app's database file, for setup and
-    /// for looking at what was stored.
+    /// A second handle on the app's database, for setup through the library.
     pub db: Db,
+    /// A read-only pool on the database file, for looking at what was stored.
+    pub sql: SqlitePool,
     /// The server's own pools.
     pub server_db: Db,
     stop: Option<oneshot::Sender<()>>,
@@ -58,6 +60,13 @@ async fn start(config: Config, dir: TempDir) -> TestApp {
     let db = latchkey::open_db(&config)
         .await
         .expect("a second pool opens");
+    let sql = SqlitePool::connect_with(
+        SqliteConnectOptions::new()
+            .filename(config.data_dir.join("latchkey.db"))
+            .read_only(true),
+    )
+    .await
+    .expect("a read-only pool opens");
     TestApp {
         addr,
         base: format!("http://{addr}"),
@@ -67,6 +76,7 @@ async fn start(config: Config, dir: TempDir) -> TestApp {
             .unwrap(),
         config,
         db,
+        sql,
         server_db,
         stop: Some(stop),
         server: Some(server),
@@ -91,6 +101,7 @@ impl TestApp {
                 .expect("the server stops cleanly");
         }
         self.db.close().await;
+        self.sql.close().await;
     }
 
     /// Stops this server and starts a new one on the same data directory.
@@ -119,7 +130,7 @@ impl TestApp {
 
     /// Creates an admin the way `latchkey admin create` does.
     pub async fn create_admin(&self, email: &str) -> Uuid {
-        latchkey::accounts::create(&self.db, email, PASSWORD.into(), Role::Admin)
+        latchkey::service::accounts::create(&self.db, email, PASSWORD.into(), Role::Admin)
             .await
             .expect("the admin is created")
             .id

@@ -40,7 +40,7 @@ fn export() -> Value {
 }
 
 fn spec() -> Value {
-    serde_json::from_str(&latchkey::http::spec_json()).expect("the spec is JSON")
+    serde_json::from_str(&latchkey::http::spec::json()).expect("the spec is JSON")
 }
 
 fn resources<'a>(export: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {

@@ -32,7 +32,7 @@ async fn assert_invalid_field(resp: reqwest::Response, field: &str) -> Value {
 
 async fn key_count(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM api_keys")
-        .fetch_one(app.db.reader())
+        .fetch_one(&app.sql)
         .await
         .unwrap()
 }
@@ -149,7 +149,7 @@ async fn the_plaintext_key_is_not_stored() {
     let (hash, hint): (Vec<u8>, String) =
         sqlx::query_as("SELECT key_hash, hint FROM api_keys WHERE id = ?")
             .bind(Uuid::parse_str(&key.id).unwrap())
-            .fetch_one(app.db.reader())
+            .fetch_one(&app.sql)
             .await
             .unwrap();
     assert_eq!(hash, blake3::hash(key.key.as_bytes()).as_bytes().to_vec());

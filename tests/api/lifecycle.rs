@@ -7,6 +7,7 @@ use std::{path::Path, time::Duration};
 use chrono::{DateTime, SubsecRound, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use sqlx::Connection;
 use uuid::Uuid;
 
 use crate::helpers::{access_token, spawn_app, spawn_app_with, TestApp, TestUser};
@@ -230,13 +231,18 @@ async fn the_database_runs_in_wal_mode() {
     let app = spawn_app().await;
     TestUser::generate().register(&app).await;
 
-    // Act
+    let mut writing =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path().display()))
+            .await
+            .unwrap();
+
+    // Act: as a reader and as a writer see it
     let reader: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(app.db.reader())
+        .fetch_one(&app.sql)
         .await
         .unwrap();
     let writer: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(app.db.writer())
+        .fetch_one(&mut writing)
         .await
         .unwrap();
 

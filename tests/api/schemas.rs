@@ -11,7 +11,7 @@ use crate::helpers::{access_token, spawn_app_with, TestApp, TestUser, PASSWORD};
 /// Validates the response against the spec the server serves and returns
 /// its body.
 async fn conforms(app: &TestApp, method: Method, template: &str, resp: Response) -> Value {
-    let spec: Value = serde_json::from_str(&latchkey::http::spec_json_at(&app.base)).unwrap();
+    let spec: Value = serde_json::from_str(&latchkey::http::spec::json_at(&app.base)).unwrap();
     let status = resp.status().as_u16().to_string();
     let content_type = resp.headers()["content-type"]
         .to_str()

@@ -20,7 +20,7 @@ async fn register_raw(app: &TestApp, body: &str) -> Response {
 
 async fn user_count(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(app.db.reader())
+        .fetch_one(&app.sql)
         .await
         .unwrap()
 }

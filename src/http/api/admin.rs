@@ -8,22 +8,16 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 
-use super::{
-    keys::{Key, KeyList, NO_SUCH_KEY},
-    todos::page_params,
-    users::{RoleName, User},
-    ApiTags,
-};
+use super::ApiTags;
 use crate::{
-    accounts,
-    db::{self, users::UpdateUserError},
-    domain::{scopes::Scope, todos::paginate},
-    error::Error,
+    domain::{pages::page_params, scopes::Scope},
     http::{
         auth::Auth,
+        documented::{documented, Failure},
         fields,
-        problem::{documented, Failure},
+        types::{KeyList, RoleName, User},
     },
+    service::admin,
     state::AppState,
 };
 
@@ -40,7 +34,7 @@ pub struct UserPage {
 
 #[derive(Debug, Object)]
 pub struct UserPatch {
-    #[oai(deserialize_with = "fields::role")]
+    #[oai(deserialize_with = "RoleName::parse_field")]
     pub role: Option<RoleName>,
     /// A disabled user's keys stop exchanging at once; tokens already issued
     /// expire within their lifetime.
@@ -108,8 +102,6 @@ documented! {
     }
 }
 
-const NO_SUCH_USER: Error = Error::NotFound("There is no account with this id");
-
 #[OpenApi(tag = "ApiTags::Admin")]
 impl AdminApi {
     /// List accounts
@@ -125,10 +117,9 @@ impl AdminApi {
         /// `next_cursor` from the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<ListUsersResponse, Failure<ListUsersErrors>> {
-        accounts::current_admin(&state.db, auth.require(Scope::Admin)?).await?;
+        let claims = auth.require(Scope::Admin)?;
         let (limit, cursor) = page_params(limit.0, cursor.0.as_deref())?;
-        let rows = db::users::list(state.db.reader(), cursor.map(|c| c.0), limit.get()).await?;
-        let (rows, next_cursor) = paginate(rows, limit, |u| u.id);
+        let (rows, next_cursor) = admin::list_users(&state, claims, limit, cursor).await?;
         Ok(ListUsersResponse::Ok(Json(UserPage {
             items: rows.into_iter().map(User::from).collect(),
             next_cursor,
@@ -152,17 +143,9 @@ impl AdminApi {
         id: Path<Uuid>,
         body: Json<UserPatch>,
     ) -> Result<UpdateUserResponse, Failure<UpdateUserErrors>> {
-        accounts::current_admin(&state.db, auth.require(Scope::Admin)?).await?;
-        let user =
-            db::users::update_access(&state.db, id.0, body.role.map(Into::into), body.disabled)
-                .await
-                .map_err(|e| match e {
-                    UpdateUserError::NotFound => NO_SUCH_USER,
-                    UpdateUserError::LastAdmin => Error::Conflict(
-                        "This is the last active admin; promote another account first".into(),
-                    ),
-                    UpdateUserError::Db(e) => e.into(),
-                })?;
+        let claims = auth.require(Scope::Admin)?;
+        let role = body.role.map(Into::into);
+        let user = admin::update_user(&state, claims, id.0, role, body.disabled).await?;
         Ok(UpdateUserResponse::Ok(Json(user.into())))
     }
 
@@ -180,13 +163,9 @@ impl AdminApi {
         auth: Auth,
         id: Path<Uuid>,
     ) -> Result<UserKeysResponse, Failure<UserKeysErrors>> {
-        accounts::current_admin(&state.db, auth.require(Scope::Admin)?).await?;
-        let reader = state.db.reader();
-        db::users::get(reader, id.0).await?.ok_or(NO_SUCH_USER)?;
-        let keys = db::keys::list_for_user(reader, id.0).await?;
-        Ok(UserKeysResponse::Ok(Json(KeyList {
-            items: keys.into_iter().map(Key::from).collect(),
-        })))
+        let claims = auth.require(Scope::Admin)?;
+        let keys = admin::user_keys(&state, claims, id.0).await?;
+        Ok(UserKeysResponse::Ok(Json(KeyList::of(keys))))
     }
 
     /// Revoke any key
@@ -203,11 +182,8 @@ impl AdminApi {
         auth: Auth,
         id: Path<Uuid>,
     ) -> Result<AdminRevokeResponse, Failure<AdminRevokeErrors>> {
-        accounts::current_admin(&state.db, auth.require(Scope::Admin)?).await?;
-        if db::keys::revoke(state.db.writer(), id.0, None).await? {
-            Ok(AdminRevokeResponse::Revoked)
-        } else {
-            Err(NO_SUCH_KEY.into())
-        }
+        let claims = auth.require(Scope::Admin)?;
+        admin::revoke_key(&state, claims, id.0).await?;
+        Ok(AdminRevokeResponse::Revoked)
     }
 }

@@ -10,7 +10,7 @@ use super::ApiTags;
 use crate::{
     domain::{scopes::Scope, signing::SigningAlg},
     error::Error,
-    http::problem::{documented, Failure},
+    http::documented::{documented, Failure},
     state::AppState,
 };
 
@@ -139,7 +139,8 @@ impl DiscoveryApi {
         if state.tokens.alg() != SigningAlg::EdDSA {
             return Err(Error::NotFound(
                 "This server signs tokens with a shared secret (HS256), which is never published, \
-                 so it has no public keys. Start it with --jwt-alg EdDSA to publish one",
+                 so it has no public keys. Start it with --jwt-alg EdDSA to publish one"
+                    .into(),
             )
             .into());
         }

@@ -6,7 +6,7 @@ use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use crate::{
     error::Error,
-    http::problem::{documented, Failure},
+    http::documented::{documented, Failure},
     state::AppState,
 };
 

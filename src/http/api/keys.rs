@@ -7,55 +7,19 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
-    accounts, db,
-    domain::{
-        keys::ApiKey,
-        scopes::{Scope, Scopes},
-    },
-    error::{Error, FieldError},
+    db,
+    domain::{new_key::KeyRequest, scopes::Scope},
     http::{
         auth::Auth,
+        documented::{documented, Failure},
         fields,
-        problem::{documented, Failure},
+        types::{Key, KeyList},
     },
+    service::keys::{self, Owner, NO_SUCH_KEY},
     state::AppState,
 };
 
 pub struct KeysApi;
-
-/// An API key's record. The key itself is never shown again after creation.
-#[derive(Debug, Object)]
-pub struct Key {
-    /// Also the `client_id` for the client-credentials grant.
-    pub id: Uuid,
-    pub name: String,
-    /// `lk_…` and the key's last four characters.
-    pub hint: String,
-    pub scopes: Vec<String>,
-    pub created_at: DateTime<Utc>,
-    #[oai(nullable)]
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Updated within a few seconds of each exchange.
-    #[oai(nullable)]
-    pub last_used_at: Option<DateTime<Utc>>,
-    #[oai(nullable)]
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-impl From<db::keys::Key> for Key {
-    fn from(k: db::keys::Key) -> Self {
-        Key {
-            id: k.id,
-            name: k.name,
-            hint: k.hint,
-            scopes: k.scopes.names(),
-            created_at: k.created_at,
-            expires_at: k.expires_at,
-            last_used_at: k.last_used_at,
-            revoked_at: k.revoked_at,
-        }
-    }
-}
 
 /// A new key and, this once, its plaintext.
 #[derive(Object)]
@@ -78,9 +42,14 @@ pub struct NewKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Object)]
-pub struct KeyList {
-    pub items: Vec<Key>,
+impl From<NewKey> for KeyRequest {
+    fn from(new: NewKey) -> KeyRequest {
+        KeyRequest {
+            name: new.name,
+            scopes: new.scopes,
+            expires_at: new.expires_at,
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -133,9 +102,6 @@ documented! {
     }
 }
 
-pub const NAME_MAX: usize = 100;
-const DEFAULT_SCOPES: [Scope; 2] = [Scope::TodosRead, Scope::TodosWrite];
-
 #[OpenApi(tag = "ApiTags::Keys")]
 impl KeysApi {
     /// Create an API key
@@ -150,29 +116,12 @@ impl KeysApi {
         body: Json<NewKey>,
     ) -> Result<CreateKeyResponse, Failure<CreateKeyErrors>> {
         let claims = auth.require(Scope::KeysManage)?;
-        // The role as it is now: a demoted user's token must not mint a key
-        // that outlives the demotion.
-        let owner = accounts::current(&state.db, claims).await?;
-        let new = validate_new_key(body.0, owner.role.allowed_scopes(), db::now())?;
-        let key = ApiKey::generate();
-        let hint = key.hint();
-        let created = db::keys::insert(
-            state.db.writer(),
-            db::keys::NewKey {
-                user_id: claims.user_id,
-                name: &new.name,
-                hash: key.hash(),
-                hint: &hint,
-                scopes: new.scopes,
-                expires_at: new.expires_at,
-            },
-        )
-        .await?;
-        let location = format!("/keys/{}", created.id);
+        let created = keys::create(&state, claims, body.0.into()).await?;
+        let location = format!("/keys/{}", created.record.id);
         Ok(CreateKeyResponse::Created(
             Json(CreatedKey {
-                record: created.into(),
-                key: key.expose().to_owned(),
+                record: created.record.into(),
+                key: created.key.expose().to_owned(),
             }),
             location,
         ))
@@ -188,10 +137,8 @@ impl KeysApi {
         auth: Auth,
     ) -> Result<ListKeysResponse, Failure<ListKeysErrors>> {
         let claims = auth.require(Scope::KeysManage)?;
-        let keys = db::keys::list_for_user(state.db.reader(), claims.user_id).await?;
-        Ok(ListKeysResponse::Ok(Json(KeyList {
-            items: keys.into_iter().map(Key::from).collect(),
-        })))
+        let keys = db::keys::list_for_user(&state.db, claims.user_id).await?;
+        Ok(ListKeysResponse::Ok(Json(KeyList::of(keys))))
     }
 
     /// Get one of your API keys
@@ -205,7 +152,7 @@ impl KeysApi {
         id: Path<Uuid>,
     ) -> Result<GetKeyResponse, Failure<KeyErrors>> {
         let claims = auth.require(Scope::KeysManage)?;
-        let key = db::keys::get(state.db.reader(), id.0, Some(claims.user_id))
+        let key = db::keys::get(&state.db, id.0, Some(claims.user_id))
             .await?
             .ok_or(NO_SUCH_KEY)?;
         Ok(GetKeyResponse::Ok(Json(key.into())))
@@ -224,64 +171,7 @@ impl KeysApi {
         id: Path<Uuid>,
     ) -> Result<RevokeKeyResponse, Failure<KeyErrors>> {
         let claims = auth.require(Scope::KeysManage)?;
-        if db::keys::revoke(state.db.writer(), id.0, Some(claims.user_id)).await? {
-            Ok(RevokeKeyResponse::Revoked)
-        } else {
-            Err(NO_SUCH_KEY.into())
-        }
-    }
-}
-
-pub const NO_SUCH_KEY: Error = Error::NotFound("There is no API key with this id");
-
-struct ValidKey {
-    name: String,
-    scopes: Scopes,
-    expires_at: Option<DateTime<Utc>>,
-}
-
-/// Checks a new key's fields together, so every bad one is reported at once.
-fn validate_new_key(new: NewKey, allowed: Scopes, now: DateTime<Utc>) -> Result<ValidKey, Error> {
-    let mut errors = Vec::new();
-    let name = new.name.trim().to_owned();
-    let name_len = name.chars().count();
-    if name_len == 0 || name_len > NAME_MAX {
-        errors.push(FieldError::new("name", "must be 1 to 100 characters"));
-    }
-    let scopes = match new.scopes {
-        None => Scopes::of(&DEFAULT_SCOPES),
-        Some(list) => match Scopes::parse_all(list.iter().map(String::as_str)) {
-            Err(e) => {
-                errors.push(FieldError::new(
-                    "scopes",
-                    format!("{e}; known scopes are todos:read, todos:write, keys:manage and admin"),
-                ));
-                Scopes::NONE
-            }
-            Ok(s) if s.is_empty() => {
-                errors.push(FieldError::new("scopes", "must name at least one scope"));
-                s
-            }
-            Ok(s) if !s.is_subset_of(allowed) => {
-                errors.push(FieldError::new(
-                    "scopes",
-                    format!("your role does not allow: {}", s.difference(allowed)),
-                ));
-                s
-            }
-            Ok(s) => s,
-        },
-    };
-    if new.expires_at.is_some_and(|at| at <= now) {
-        errors.push(FieldError::new("expires_at", "must be in the future"));
-    }
-    if errors.is_empty() {
-        Ok(ValidKey {
-            name,
-            scopes,
-            expires_at: new.expires_at,
-        })
-    } else {
-        Err(Error::Invalid(errors))
+        keys::revoke(&state, id.0, Owner::User(claims.user_id)).await?;
+        Ok(RevokeKeyResponse::Revoked)
     }
 }

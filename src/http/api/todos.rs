@@ -13,14 +13,15 @@ use super::ApiTags;
 use crate::{
     db,
     domain::{
+        pages::{page_params, paginate},
         scopes::Scope,
-        todos::{paginate, Cursor, Limit, TodoTitle},
+        todos::TodoTitle,
     },
-    error::{self, Error, FieldError},
+    error::Error,
     http::{
         auth::Auth,
+        documented::{documented, Failure},
         fields,
-        problem::{documented, Failure},
     },
     state::AppState,
 };
@@ -143,7 +144,8 @@ documented! {
     }
 }
 
-const NO_SUCH_TODO: Error = Error::NotFound("You have no todo with this id");
+const NO_SUCH_TODO: Error =
+    Error::NotFound(std::borrow::Cow::Borrowed("You have no todo with this id"));
 
 #[OpenApi(tag = "ApiTags::Todos")]
 impl TodosApi {
@@ -166,7 +168,7 @@ impl TodosApi {
         let claims = auth.require(Scope::TodosRead)?;
         let (limit, cursor) = page_params(limit.0, cursor.0.as_deref())?;
         let rows = db::todos::list(
-            state.db.reader(),
+            &state.db,
             claims.user_id,
             completed.0,
             cursor.map(|c| c.0),
@@ -193,7 +195,7 @@ impl TodosApi {
         let claims = auth.require(Scope::TodosWrite)?;
         let title = TodoTitle::parse(&body.title).map_err(|m| Error::invalid("title", m))?;
         let todo = db::todos::insert(
-            state.db.writer(),
+            &state.db,
             claims.user_id,
             &title.into_inner(),
             body.completed.unwrap_or(false),
@@ -214,7 +216,7 @@ impl TodosApi {
         id: Path<Uuid>,
     ) -> Result<TodoResponse, Failure<GetTodoErrors>> {
         let claims = auth.require(Scope::TodosRead)?;
-        let todo = db::todos::get(state.db.reader(), claims.user_id, id.0)
+        let todo = db::todos::get(&state.db, claims.user_id, id.0)
             .await?
             .ok_or(NO_SUCH_TODO)?;
         Ok(TodoResponse::Ok(Json(todo.into())))
@@ -239,7 +241,7 @@ impl TodosApi {
             .transpose()
             .map_err(|m| Error::invalid("title", m))?;
         let todo = db::todos::update(
-            state.db.writer(),
+            &state.db,
             claims.user_id,
             id.0,
             title.map(TodoTitle::into_inner).as_deref(),
@@ -261,23 +263,10 @@ impl TodosApi {
         id: Path<Uuid>,
     ) -> Result<DeleteTodoResponse, Failure<DeleteTodoErrors>> {
         let claims = auth.require(Scope::TodosWrite)?;
-        if db::todos::delete(state.db.writer(), claims.user_id, id.0).await? {
+        if db::todos::delete(&state.db, claims.user_id, id.0).await? {
             Ok(DeleteTodoResponse::Deleted)
         } else {
             Err(NO_SUCH_TODO.into())
         }
     }
-}
-
-/// Reads `limit` and `cursor`, reporting both if both are wrong.
-pub fn page_params(
-    limit: Option<i64>,
-    cursor: Option<&str>,
-) -> Result<(Limit, Option<Cursor>), Error> {
-    let limit = Limit::parse(limit).map_err(|m| FieldError::new("limit", m));
-    let cursor = cursor
-        .map(Cursor::parse)
-        .transpose()
-        .map_err(|m| FieldError::new("cursor", m));
-    error::both(limit, cursor)
 }

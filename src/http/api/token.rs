@@ -1,58 +1,22 @@
 use std::sync::Arc;
 
-use base64::{engine::general_purpose::STANDARD, Engine};
 use chrono::{DateTime, Utc};
-use poem::web::Data;
-use poem::{http::header, Request};
-use poem_openapi::{
-    payload::{Form, Json},
-    ApiRequest, ApiResponse, Object, OpenApi,
-};
-use serde::Deserialize;
+use poem::{web::Data, Request};
+use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
-    domain::scopes::Scopes,
-    exchange::{self, ExchangeError, Exchanged},
     http::{
         auth::Auth,
-        problem::{documented, Failure},
+        documented::{documented, Failure},
+        token_request::{self, Grant, Refusal, TokenRequestBody},
     },
+    service::token::{self, ExchangeError, Exchanged},
     state::AppState,
 };
 
 pub struct TokenApi;
-
-/// An RFC 6749 token request. Send it form-encoded (the standard) or as JSON.
-// No `Debug`: it holds a key or a password.
-#[derive(Object, Deserialize)]
-pub struct TokenRequest {
-    /// `client_credentials` (trade an API key) or `password` (log in).
-    pub grant_type: String,
-    /// For `client_credentials`: the key's id (optional; checked when sent).
-    pub client_id: Option<String>,
-    /// For `client_credentials`: the API key, unless sent by HTTP Basic.
-    #[oai(write_only)]
-    pub client_secret: Option<String>,
-    /// For `password`: the account's email.
-    pub username: Option<String>,
-    /// For `password`: the account's password.
-    #[oai(write_only)]
-    pub password: Option<String>,
-    /// Space-separated scopes. The token gets those of them the key or role
-    /// allows (the response's `scope` names them), all of those when left
-    /// out; `invalid_scope` if it allows none of them.
-    pub scope: Option<String>,
-}
-
-#[derive(ApiRequest)]
-pub enum TokenRequestBody {
-    // No explicit content type: the payload's own check accepts parameters
-    // such as `; charset=UTF-8`, which browsers and Node's fetch send.
-    Form(Form<TokenRequest>),
-    Json(Json<TokenRequest>),
-}
 
 /// RFC 6749 §5.1.
 #[derive(Object)]
@@ -106,6 +70,28 @@ pub enum TokenResponse {
 }
 
 impl TokenResponse {
+    fn issued(exchanged: Exchanged) -> TokenResponse {
+        TokenResponse::Issued(
+            Json(AccessToken {
+                access_token: exchanged.issued.access_token,
+                token_type: "Bearer".into(),
+                expires_in: exchanged.issued.expires_in,
+                scope: exchanged.scopes.to_string(),
+            }),
+            NO_STORE.into(),
+            "no-cache".into(),
+        )
+    }
+
+    fn refused(refusal: Refusal) -> TokenResponse {
+        match refusal.error {
+            "invalid_client" => {
+                TokenResponse::invalid_client(refusal.description, refusal.challenge)
+            }
+            error => TokenResponse::bad_request(error, refusal.description),
+        }
+    }
+
     fn bad_request(error: &str, description: impl Into<String>) -> TokenResponse {
         TokenResponse::BadRequest(
             Json(OAuthError {
@@ -184,24 +170,6 @@ documented! {
     }
 }
 
-enum GrantType {
-    ClientCredentials,
-    Password,
-}
-
-/// Whether a failed Basic authentication gets its RFC 6749 §5.2 challenge.
-/// Not for a page's script (Swagger UI marks its token requests with
-/// `X-Requested-With: XMLHttpRequest`): a browser meeting `WWW-Authenticate:
-/// Basic` on a script's request opens its own login prompt, and the page never
-/// sees the `invalid_client` error it should show.
-fn challenge(req: &Request, used_basic: bool) -> bool {
-    let from_script = req
-        .headers()
-        .get("x-requested-with")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"));
-    used_basic && !from_script
-}
-
 #[OpenApi(tag = "ApiTags::Auth")]
 impl TokenApi {
     /// Get an access token
@@ -217,94 +185,21 @@ impl TokenApi {
         req: &Request,
         body: TokenRequestBody,
     ) -> TokenResponse {
-        let body = match body {
-            TokenRequestBody::Form(Form(b)) | TokenRequestBody::Json(Json(b)) => b,
+        let request = match token_request::parse(body.into_inner(), req.headers()) {
+            Ok(request) => request,
+            Err(refusal) => return TokenResponse::refused(refusal),
         };
-        let basic = match basic_credentials(req) {
-            Ok(basic) => basic,
-            Err(description) => {
-                return TokenResponse::invalid_client(description.into(), challenge(req, true))
+        let result = match request.grant {
+            Grant::ClientCredentials { secret, client_id } => {
+                token::with_key(&state, &secret, client_id.as_deref(), request.scope).await
             }
-        };
-        let send_challenge = challenge(req, basic.is_some());
-        // The grant type first: with an unknown one, nothing else matters.
-        let grant = match body.grant_type.as_str() {
-            "client_credentials" => GrantType::ClientCredentials,
-            "password" => GrantType::Password,
-            "" => {
-                return TokenResponse::bad_request(
-                    "invalid_request",
-                    "grant_type is empty; use client_credentials or password.",
-                )
-            }
-            _ => {
-                return TokenResponse::bad_request(
-                    "unsupported_grant_type",
-                    "This server supports grant_type client_credentials and password.",
-                )
-            }
-        };
-        // An empty `scope` (Swagger UI sends one when no box is ticked) asks
-        // for the default grant, as if it were left out.
-        let requested = body.scope.as_deref().filter(|s| !s.trim().is_empty());
-        let requested = match requested.map(Scopes::parse).transpose() {
-            Ok(scopes) => scopes,
-            Err(e) => {
-                return TokenResponse::bad_request(
-                    "invalid_scope",
-                    format!("{e}; known scopes are todos:read, todos:write, keys:manage and admin"),
-                )
-            }
-        };
-        let result = match grant {
-            GrantType::ClientCredentials => {
-                let (client_id, secret) = match (basic, body.client_secret) {
-                    (Some(_), Some(_)) => return TokenResponse::bad_request(
-                        "invalid_request",
-                        "Send the client credentials once: by HTTP Basic or in the body, not both.",
-                    ),
-                    (Some((id, secret)), None) => {
-                        if body.client_id.as_ref().is_some_and(|b| *b != id) {
-                            return TokenResponse::bad_request(
-                                "invalid_request",
-                                "client_id in the body differs from the one sent by HTTP Basic.",
-                            );
-                        }
-                        (Some(id).filter(|id| !id.is_empty()), secret)
-                    }
-                    (None, Some(secret)) => (body.client_id.filter(|id| !id.is_empty()), secret),
-                    (None, None) => {
-                        return TokenResponse::invalid_client(
-                            "Send the API key as client_secret, in the body or by HTTP Basic."
-                                .into(),
-                            false,
-                        )
-                    }
-                };
-                exchange::with_key(&state, &secret, client_id.as_deref(), requested).await
-            }
-            GrantType::Password => {
-                let (Some(username), Some(password)) = (body.username, body.password) else {
-                    return TokenResponse::bad_request(
-                        "invalid_request",
-                        "The password grant needs username (the account's email) and password.",
-                    );
-                };
-                exchange::with_password(&state, &username, password, requested).await
+            Grant::Password { username, password } => {
+                token::with_password(&state, &username, password, request.scope).await
             }
         };
         match result {
-            Ok(Exchanged { issued, scopes }) => TokenResponse::Issued(
-                Json(AccessToken {
-                    access_token: issued.access_token,
-                    token_type: "Bearer".into(),
-                    expires_in: issued.expires_in,
-                    scope: scopes.to_string(),
-                }),
-                NO_STORE.into(),
-                "no-cache".into(),
-            ),
-            Err(e) => TokenResponse::from_exchange(e, send_challenge),
+            Ok(exchanged) => TokenResponse::issued(exchanged),
+            Err(e) => TokenResponse::from_exchange(e, request.challenge),
         }
     }
 
@@ -328,35 +223,4 @@ impl TokenApi {
 
 fn timestamp(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or_default()
-}
-
-/// RFC 6749 §2.3.1: HTTP Basic with the client id and secret, each
-/// form-urlencoded before they are joined. `None` when no Basic header was sent.
-fn basic_credentials(req: &Request) -> Result<Option<(String, String)>, &'static str> {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    const BAD: &str = "The Authorization header is not valid HTTP Basic credentials.";
-    let value = value.to_str().map_err(|_| BAD)?;
-    let Some((scheme, encoded)) = value.split_once(' ') else {
-        return Err(BAD);
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err("The token endpoint takes client credentials by HTTP Basic only.");
-    }
-    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| BAD)?;
-    let decoded = String::from_utf8(decoded).map_err(|_| BAD)?;
-    let (id, secret) = decoded.split_once(':').ok_or(BAD)?;
-    Ok(Some((
-        form_decode(id).ok_or(BAD)?,
-        form_decode(secret).ok_or(BAD)?,
-    )))
-}
-
-fn form_decode(s: &str) -> Option<String> {
-    let s = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&s)
-        .decode_utf8()
-        .ok()
-        .map(|s| s.into_owned())
 }

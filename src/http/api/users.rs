@@ -1,73 +1,20 @@
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::{payload::Json, ApiResponse, Enum, Object, OpenApi};
-use uuid::Uuid;
+use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use crate::{
-    accounts, db,
-    domain::scopes::Role,
-    error::Error,
     http::{
+        documented::{documented, Failure},
         fields,
-        problem::{documented, Failure},
+        types::User,
     },
+    service::accounts,
     state::AppState,
 };
 
 pub struct UsersApi;
-
-/// An account.
-#[derive(Debug, Object)]
-pub struct User {
-    pub id: Uuid,
-    /// Lower-cased.
-    pub email: String,
-    pub role: RoleName,
-    /// A disabled account can neither log in nor exchange its keys.
-    pub disabled: bool,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<db::users::User> for User {
-    fn from(u: db::users::User) -> Self {
-        User {
-            id: u.id,
-            email: u.email,
-            role: u.role.into(),
-            disabled: u.disabled,
-            created_at: u.created_at,
-        }
-    }
-}
-
-/// `user` may hold `todos:read`, `todos:write` and `keys:manage`; `admin` also `admin`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum RoleName {
-    User,
-    Admin,
-}
-
-impl From<Role> for RoleName {
-    fn from(r: Role) -> Self {
-        match r {
-            Role::User => RoleName::User,
-            Role::Admin => RoleName::Admin,
-        }
-    }
-}
-
-impl From<RoleName> for Role {
-    fn from(r: RoleName) -> Self {
-        match r {
-            RoleName::User => Role::User,
-            RoleName::Admin => Role::Admin,
-        }
-    }
-}
 
 #[derive(Object)]
 pub struct NewUser {
@@ -108,14 +55,8 @@ impl UsersApi {
         state: Data<&Arc<AppState>>,
         body: Json<NewUser>,
     ) -> Result<RegisterResponse, Failure<RegisterErrors>> {
-        if !state.registration_open {
-            return Err(Error::Forbidden(
-                "Registration is closed on this server; ask an administrator for an account",
-            )
-            .into());
-        }
         let NewUser { email, password } = body.0;
-        let user = accounts::create(&state.db, &email, password, Role::User).await?;
+        let user = accounts::register(&state, &email, password).await?;
         Ok(RegisterResponse::Created(Json(user.into())))
     }
 }

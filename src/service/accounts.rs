@@ -1,4 +1,5 @@
-//! Creating accounts, shared by `POST /users` and `latchkey admin create`.
+//! Accounts: registration, the first admin from the command line, and the
+//! caller's account as it is now.
 
 use std::sync::LazyLock;
 
@@ -17,7 +18,18 @@ use crate::{
         users::{Email, Password},
     },
     error::{self, Error, FieldError},
+    state::AppState,
 };
+
+/// `POST /users`: a `user` account, when registration is open.
+pub async fn register(state: &AppState, email: &str, password: String) -> Result<User, Error> {
+    if !state.registration_open {
+        return Err(Error::Forbidden(
+            "Registration is closed on this server; ask an administrator for an account",
+        ));
+    }
+    create(&state.db, email, password, Role::User).await
+}
 
 /// Validates the email and password together (so every bad field is
 /// reported at once), hashes the password with argon2id off the async
@@ -30,7 +42,7 @@ pub async fn create(db: &Db, email: &str, password: String, role: Role) -> Resul
         .await
         .context("hashing a password")?
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
-    db::users::insert(db.writer(), &email, &hash, role)
+    db::users::insert(db, &email, &hash, role)
         .await
         .map_err(|e| match e {
             InsertUserError::EmailTaken => {
@@ -62,7 +74,7 @@ pub async fn with_argon2<T: Send + 'static>(
 /// where a still-valid token could otherwise outlive a demotion or a disabled
 /// account: administration and key creation, never the verification path.
 pub async fn current(db: &Db, claims: &Claims) -> Result<User, Error> {
-    match db::users::get(db.reader(), claims.user_id).await? {
+    match db::users::get(db, claims.user_id).await? {
         Some(user) if !user.disabled => Ok(user),
         _ => Err(Error::Forbidden(
             "This account is disabled; its tokens can no longer change anything",

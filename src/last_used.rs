@@ -4,28 +4,24 @@
 //! the notes in batches, and shutdown writes what is left. Many uses of one key
 //! between two flushes become one row update.
 
-use std::{
-    collections::HashMap,
-    mem,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, mem, sync::Mutex, time::Duration};
 
 use chrono::{DateTime, Utc};
-use tokio::{sync::Notify, task::JoinHandle};
 use uuid::Uuid;
 
-use crate::db::{self, Db};
+use crate::{
+    db::{self, Db},
+    tasks::Stopping,
+};
 
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
-pub struct UsageRecorder {
+pub struct LastUsed {
     pending: Mutex<HashMap<Uuid, DateTime<Utc>>>,
-    stop: Notify,
 }
 
-impl UsageRecorder {
+impl LastUsed {
     /// Notes that a key was used. Never waits on I/O: a map insert under a
     /// lock held for that insert only.
     pub fn record(&self, key_id: Uuid, at: DateTime<Utc>) {
@@ -42,7 +38,7 @@ impl UsageRecorder {
             return Ok(());
         }
         let uses: Vec<_> = batch.into_iter().collect();
-        let result = db::keys::record_last_used(db.writer(), &uses).await;
+        let result = db::keys::record_last_used(db, &uses).await;
         if result.is_err() {
             for (id, at) in uses {
                 self.record(id, at);
@@ -51,29 +47,22 @@ impl UsageRecorder {
         result
     }
 
-    /// Flushes every [`FLUSH_EVERY`] until [`UsageRecorder::stop`] is called,
-    /// then flushes one last time.
-    pub fn spawn_flusher(self: &Arc<Self>, db: Db) -> JoinHandle<()> {
-        let recorder = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FLUSH_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = recorder.stop.notified() => break,
-                }
-                if let Err(e) = recorder.flush(&db).await {
-                    tracing::warn!(error = %e, "could not record key use; will retry");
-                }
+    /// Flushes every [`FLUSH_EVERY`] until the server stops, then flushes one
+    /// last time.
+    pub async fn write_behind(&self, db: Db, mut stopping: Stopping) {
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stopping.wait() => break,
             }
-            if let Err(e) = recorder.flush(&db).await {
-                tracing::error!(error = %e, "could not record key use at shutdown");
+            if let Err(e) = self.flush(&db).await {
+                tracing::warn!(error = %e, "could not record key use; will retry");
             }
-        })
-    }
-
-    pub fn stop(&self) {
-        self.stop.notify_one();
+        }
+        if let Err(e) = self.flush(&db).await {
+            tracing::error!(error = %e, "could not record key use at shutdown");
+        }
     }
 }

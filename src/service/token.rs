@@ -4,8 +4,9 @@
 use anyhow::Context;
 use uuid::Uuid;
 
+use super::accounts;
 use crate::{
-    accounts, db,
+    db,
     domain::{
         grants::{self, GrantError, KeyState},
         keys::ApiKey,
@@ -49,7 +50,7 @@ pub async fn with_key(
     let key = ApiKey::parse(secret).map_err(|e| {
         ExchangeError::InvalidClient(format!("client_secret is not a valid API key: {e}"))
     })?;
-    let owner = db::keys::find_for_exchange(state.db.reader(), &key.hash())
+    let owner = db::keys::find_for_exchange(&state.db, &key.hash())
         .await
         .context("looking up an API key")?
         .ok_or_else(|| {
@@ -83,7 +84,7 @@ pub async fn with_key(
             client_id: &client_id,
         })
         .context("signing an access token")?;
-    state.usage.record(owner.key_id, now);
+    state.last_used.record(owner.key_id, now);
     Ok(Exchanged { issued, scopes })
 }
 
@@ -96,7 +97,7 @@ pub async fn with_password(
 ) -> Result<Exchanged, ExchangeError> {
     const WRONG: &str = "the email or password is wrong";
     let login = match Email::parse(username) {
-        Ok(email) => db::users::find_login(state.db.reader(), &email)
+        Ok(email) => db::users::find_login(&state.db, &email)
             .await
             .context("looking up a login")?,
         Err(_) => None,

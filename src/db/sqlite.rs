@@ -1,0 +1,159 @@
+//! The SQLite backend: how the file is opened, how its pools are split, and
+//! what its errors mean.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    SqlitePool,
+};
+
+use super::{DbError, Location};
+use crate::owner_only;
+
+/// The write-ahead log is truncated back to this size after a checkpoint, so a
+/// burst of writes does not leave a large file behind.
+const WAL_SIZE_LIMIT: &str = "8388608";
+
+/// SQLite lets many readers and one writer work at once in WAL mode. Writes go
+/// through a one-connection pool, so they queue in the application instead of
+/// failing with SQLITE_BUSY; reads get a pool of their own, sized to the cores.
+#[derive(Clone)]
+pub(super) struct Pools {
+    pub(super) reader: SqlitePool,
+    pub(super) writer: SqlitePool,
+}
+
+pub(super) async fn open(location: &Location, readers: u32) -> Result<Pools, DbError> {
+    let options = match location {
+        Location::Url(url) => SqliteConnectOptions::from_str(url)?,
+        // A path is not pasted into a URL: `?` or `%` in it would be parsed.
+        Location::File(path) => SqliteConnectOptions::new().filename(path),
+    };
+    make_private(options.get_filename()).map_err(DbError::Permissions)?;
+    let options = options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // NORMAL is durable in WAL mode except for the last transactions
+        // before a power loss; it saves an fsync per commit.
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5))
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT);
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    sqlx::migrate!("./migrations").run(&writer).await?;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(readers.max(1))
+        .connect_with(options.read_only(true))
+        .await?;
+    Ok(Pools { reader, writer })
+}
+
+/// The database and its companion files are the owner's alone, whatever the
+/// directory's mode. SQLite gives the `-wal` and `-shm` files it creates the
+/// mode of the database file, so creating that file first (owner-only) covers
+/// them; files from an earlier run are narrowed in place.
+fn make_private(file: &Path) -> std::io::Result<()> {
+    let name = file.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+        return Ok(());
+    }
+    owner_only::open_or_create(file)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = file.as_os_str().to_owned();
+        path.push(suffix);
+        owner_only::restrict(Path::new(&path))?;
+    }
+    Ok(())
+}
+
+/// Whether an error means the database cannot take the request now (a full
+/// disk, an I/O error, a lock held too long, no connection), as opposed to a
+/// bug or a constraint: the request may succeed later, unchanged.
+pub(super) fn is_unavailable(err: &sqlx::Error) -> bool {
+    // SQLite's primary result codes (the low byte of an extended one).
+    const BUSY: i64 = 5;
+    const LOCKED: i64 = 6;
+    const NOMEM: i64 = 7;
+    const READONLY: i64 = 8;
+    const IOERR: i64 = 10;
+    const FULL: i64 = 13;
+    const CANTOPEN: i64 = 14;
+    match err {
+        sqlx::Error::Database(e) => e
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| {
+                matches!(
+                    code & 0xff,
+                    BUSY | LOCKED | NOMEM | READONLY | IOERR | FULL | CANTOPEN
+                )
+            }),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, SqliteConnection};
+
+    use super::*;
+
+    /// A commit that fails after a `RETURNING` statement has produced its row:
+    /// a deferred foreign key is only checked at commit.
+    async fn connection_with_a_deferred_check() -> SqliteConnection {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (id INTEGER PRIMARY KEY,
+                 parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn
+    }
+
+    const INSERT: &str = "INSERT INTO child (id, parent) VALUES (1, 99) RETURNING id";
+
+    #[tokio::test]
+    async fn a_returning_statement_stepped_to_its_end_reports_its_failed_commit() {
+        let mut conn = connection_with_a_deferred_check().await;
+        let rows: Result<Vec<(i64,)>, _> = sqlx::query_as(INSERT).fetch_all(&mut conn).await;
+        assert!(rows.is_err(), "the failed commit is reported");
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM child")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(stored, 0);
+    }
+
+    /// Why `db/` never fetches one row of a write: sqlx stops at the first row
+    /// and drops the error of the reset that commits. If this starts failing,
+    /// sqlx reports it now, and `fetch_one` would be safe again.
+    #[tokio::test]
+    async fn fetch_one_of_a_returning_statement_hides_its_failed_commit() {
+        let mut conn = connection_with_a_deferred_check().await;
+        let row: Result<(i64,), _> = sqlx::query_as(INSERT).fetch_one(&mut conn).await;
+        assert!(
+            row.is_ok(),
+            "sqlx answers the row although nothing is stored"
+        );
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM child")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(stored, 0);
+    }
+
+    #[test]
+    fn a_full_disk_or_an_io_error_is_unavailability_and_a_constraint_is_not() {
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+    }
+}

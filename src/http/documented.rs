@@ -1,0 +1,118 @@
+//! The error responses each operation documents in the spec, carried in the
+//! type of its handler's error, so the spec cannot forget one.
+
+use std::marker::PhantomData;
+
+use poem_openapi::{
+    registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry},
+    types::Type,
+    ApiResponse,
+};
+
+use super::problem::{Problem, PROBLEM_JSON};
+use crate::error::Error;
+
+/// The error statuses an operation documents, each with what it means there.
+pub trait Documented: Send + Sync + 'static {
+    const STATUSES: &'static [(u16, &'static str)];
+}
+
+/// A handler's error, carrying in its type the responses it documents.
+pub struct Failure<D>(pub Error, PhantomData<D>);
+
+impl<D> From<Error> for Failure<D> {
+    fn from(e: Error) -> Self {
+        Failure(e, PhantomData)
+    }
+}
+
+impl<D> From<sqlx::Error> for Failure<D> {
+    fn from(e: sqlx::Error) -> Self {
+        Failure(e.into(), PhantomData)
+    }
+}
+
+impl<D> From<anyhow::Error> for Failure<D> {
+    fn from(e: anyhow::Error) -> Self {
+        Failure(e.into(), PhantomData)
+    }
+}
+
+impl<D: Documented> From<Failure<D>> for poem::Error {
+    fn from(f: Failure<D>) -> Self {
+        // In debug builds (the tests), an answer the spec does not document
+        // is a bug: it panics, and the request fails with a 500.
+        #[cfg(debug_assertions)]
+        {
+            let status = poem::error::ResponseError::status(&f.0).as_u16();
+            assert!(
+                D::STATUSES
+                    .iter()
+                    .any(|&(documented, _)| documented == status),
+                "{} does not document the {status} it answered: {}",
+                std::any::type_name::<D>(),
+                f.0
+            );
+        }
+        poem::Error::from(f.0)
+    }
+}
+
+fn header(name: &str, description: &str) -> MetaHeader {
+    MetaHeader {
+        name: name.into(),
+        description: Some(description.into()),
+        required: false,
+        deprecated: false,
+        schema: String::schema_ref(),
+    }
+}
+
+impl<D: Documented> ApiResponse for Failure<D> {
+    fn meta() -> MetaResponses {
+        // An operation that documents 401 takes a bearer token, so its 401
+        // and 403 carry a challenge; a public one's 403 does not.
+        let takes_token = D::STATUSES.iter().any(|s| s.0 == 401);
+        let responses = D::STATUSES
+            .iter()
+            .map(|&(status, description)| MetaResponse {
+                description,
+                status: Some(status),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: PROBLEM_JSON,
+                    schema: Problem::schema_ref(),
+                }],
+                headers: match status {
+                    401 | 403 if status == 401 || takes_token => vec![header(
+                        "WWW-Authenticate",
+                        "The RFC 6750 bearer challenge, on token and scope failures.",
+                    )],
+                    503 => vec![header(
+                        "Retry-After",
+                        "Seconds to wait before trying again.",
+                    )],
+                    _ => Vec::new(),
+                },
+            })
+            .collect();
+        MetaResponses { responses }
+    }
+
+    fn register(registry: &mut Registry) {
+        Problem::register(registry);
+    }
+}
+
+/// Declares a set of documented error responses.
+macro_rules! documented {
+    ($($name:ident { $($status:literal => $description:literal),* $(,)? })*) => {
+        $(
+            pub struct $name;
+            impl $crate::http::documented::Documented for $name {
+                const STATUSES: &'static [(u16, &'static str)] = &[$(($status, $description)),*];
+            }
+        )*
+    };
+}
+pub(crate) use documented;

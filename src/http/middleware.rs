@@ -1,0 +1,40 @@
+//! What every request passes through before it reaches an operation.
+
+use poem::{
+    http::{header, Version},
+    Body, Endpoint, IntoResponse, Request, Response,
+};
+
+use crate::error::Error;
+
+/// No request this API takes comes near this; anything larger is refused before
+/// it is read.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Refuses a body over [`BODY_LIMIT`]: by its declared length before reading
+/// anything, or, for a body of unknown length (HTTP/1.1 chunked, or any
+/// HTTP/2 stream), as soon as it passes the limit. HTTP/1.1 requests without a
+/// body (most of them) pass untouched.
+pub async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > BODY_LIMIT as u64 => return Err(Error::BodyTooLarge.into()),
+        Some(_) => {}
+        None if req.version() >= Version::HTTP_2
+            || req.headers().contains_key(header::TRANSFER_ENCODING) =>
+        {
+            let body = req
+                .take_body()
+                .into_bytes_limit(BODY_LIMIT)
+                .await
+                .map_err(|_| Error::BodyTooLarge)?;
+            req.set_body(Body::from(body));
+        }
+        None => {}
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}

@@ -1,0 +1,142 @@
+//! Wire types that several operations share.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{
+    types::{ParseError, ParseResult},
+    Enum, Object,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{db, domain::scopes::Role, error::field_message};
+
+/// An account.
+#[derive(Debug, Object)]
+pub struct User {
+    pub id: Uuid,
+    /// Lower-cased.
+    pub email: String,
+    pub role: RoleName,
+    /// A disabled account can neither log in nor exchange its keys.
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<db::users::User> for User {
+    fn from(u: db::users::User) -> Self {
+        User {
+            id: u.id,
+            email: u.email,
+            role: u.role.into(),
+            disabled: u.disabled,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// `user` may hold `todos:read`, `todos:write` and `keys:manage`; `admin` also `admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum RoleName {
+    User,
+    Admin,
+}
+
+impl From<Role> for RoleName {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::User => RoleName::User,
+            Role::Admin => RoleName::Admin,
+        }
+    }
+}
+
+impl From<RoleName> for Role {
+    fn from(r: RoleName) -> Self {
+        match r {
+            RoleName::User => Role::User,
+            RoleName::Admin => Role::Admin,
+        }
+    }
+}
+
+impl RoleName {
+    /// For `#[oai(deserialize_with)]`: only the two role names, and a message
+    /// naming the field for anything else.
+    pub fn parse_field(value: Option<Value>) -> ParseResult<Option<RoleName>> {
+        match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s == "user" => Ok(Some(RoleName::User)),
+            Some(Value::String(s)) if s == "admin" => Ok(Some(RoleName::Admin)),
+            Some(_) => Err(ParseError::custom(field_message(
+                "role",
+                "must be \"user\" or \"admin\"",
+            ))),
+        }
+    }
+}
+
+/// An API key's record. The key itself is never shown again after creation.
+#[derive(Debug, Object)]
+pub struct Key {
+    /// Also the `client_id` for the client-credentials grant.
+    pub id: Uuid,
+    pub name: String,
+    /// `lk_…` and the key's last four characters.
+    pub hint: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Updated within a few seconds of each exchange.
+    #[oai(nullable)]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<db::keys::Key> for Key {
+    fn from(k: db::keys::Key) -> Self {
+        Key {
+            id: k.id,
+            name: k.name,
+            hint: k.hint,
+            scopes: k.scopes.names(),
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            last_used_at: k.last_used_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct KeyList {
+    pub items: Vec<Key>,
+}
+
+impl KeyList {
+    pub fn of(keys: Vec<db::keys::Key>) -> KeyList {
+        KeyList {
+            items: keys.into_iter().map(Key::from).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_role_is_one_of_the_two_names() {
+        assert!(RoleName::parse_field(Some(json!("boss"))).is_err());
+        assert!(RoleName::parse_field(Some(json!(1))).is_err());
+        assert_eq!(
+            RoleName::parse_field(Some(json!("admin"))).unwrap(),
+            Some(RoleName::Admin)
+        );
+        assert_eq!(RoleName::parse_field(None).unwrap(), None);
+    }
+}

@@ -1,0 +1,72 @@
+//! What an admin does to other accounts. Every operation first checks the
+//! caller's account as it is now, not as the token remembers it.
+
+use uuid::Uuid;
+
+use super::{
+    accounts,
+    keys::{self, Owner},
+};
+use crate::{
+    db::{
+        self,
+        keys::Key,
+        users::{UpdateUserError, User},
+    },
+    domain::{
+        pages::{paginate, Cursor, Limit},
+        scopes::Role,
+        tokens::Claims,
+    },
+    error::Error,
+    state::AppState,
+};
+
+const NO_SUCH_USER: Error = Error::NotFound(std::borrow::Cow::Borrowed(
+    "There is no account with this id",
+));
+
+/// A page of accounts and the cursor of the next one.
+pub async fn list_users(
+    state: &AppState,
+    claims: &Claims,
+    limit: Limit,
+    cursor: Option<Cursor>,
+) -> Result<(Vec<User>, Option<String>), Error> {
+    accounts::current_admin(&state.db, claims).await?;
+    let rows = db::users::list(&state.db, cursor.map(|c| c.0), limit.get()).await?;
+    Ok(paginate(rows, limit, |u| u.id))
+}
+
+/// Changes an account's role or disabled flag, never leaving no active admin.
+pub async fn update_user(
+    state: &AppState,
+    claims: &Claims,
+    id: Uuid,
+    role: Option<Role>,
+    disabled: Option<bool>,
+) -> Result<User, Error> {
+    accounts::current_admin(&state.db, claims).await?;
+    db::users::update_access(&state.db, id, role, disabled)
+        .await
+        .map_err(|e| match e {
+            UpdateUserError::NotFound => NO_SUCH_USER,
+            UpdateUserError::LastAdmin => Error::Conflict(
+                "This is the last active admin; promote another account first".into(),
+            ),
+            UpdateUserError::Db(e) => e.into(),
+        })
+}
+
+/// Every key of an account, revoked ones included.
+pub async fn user_keys(state: &AppState, claims: &Claims, id: Uuid) -> Result<Vec<Key>, Error> {
+    accounts::current_admin(&state.db, claims).await?;
+    db::users::get(&state.db, id).await?.ok_or(NO_SUCH_USER)?;
+    Ok(db::keys::list_for_user(&state.db, id).await?)
+}
+
+/// Revokes anyone's key.
+pub async fn revoke_key(state: &AppState, claims: &Claims, id: Uuid) -> Result<(), Error> {
+    accounts::current_admin(&state.db, claims).await?;
+    keys::revoke(state, id, Owner::Anyone).await
+}
