@@ -225,6 +225,44 @@ async fn the_database_files_hold_no_key_password_or_token_in_plaintext() {
     }
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_files_are_owner_only_in_a_directory_that_others_may_read() {
+    use std::os::unix::fs::PermissionsExt;
+
+    // Arrange: a data directory that already existed, open to everyone.
+    let mut app = spawn_app_with(|config| {
+        std::fs::create_dir_all(&config.data_dir).unwrap();
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    })
+    .await;
+    TestUser::generate().register(&app).await;
+    let files = ["latchkey.db", "latchkey.db-wal", "latchkey.db-shm"]
+        .map(|name| app.config.data_dir.join(name));
+
+    // Act: the files as SQLite created them, then as a restart finds files
+    // that an earlier version left readable.
+    let created = files.clone().map(|path| mode(&path));
+    app.stop().await;
+    for path in &files {
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let app = app.restart().await;
+    TestUser::generate().register(&app).await;
+    let restarted = files.clone().map(|path| mode(&path));
+
+    // Assert
+    assert_eq!(
+        mode(&app.config.data_dir),
+        0o755,
+        "the directory is left as it was"
+    );
+    assert_eq!(created, [0o600; 3], "{files:?} as created");
+    assert_eq!(restarted, [0o600; 3], "{files:?} after a restart");
+}
+
 #[tokio::test]
 async fn the_database_runs_in_wal_mode() {
     // Arrange

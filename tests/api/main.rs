@@ -2,6 +2,7 @@
 //! file in a temporary directory and drives it over HTTP as a client would.
 
 mod admin;
+mod durability;
 mod errors;
 mod health;
 mod helpers;

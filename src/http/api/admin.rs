@@ -76,7 +76,8 @@ documented! {
         401 => "No bearer token, or an invalid or expired one.",
         403 => "The token lacks the `admin` scope.",
         422 => "`limit` is out of range or `cursor` is not one this API gave out.",
-        500 => "The server failed; the error has been logged."
+        500 => "The server failed; the error has been logged.",
+        503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
     UpdateUserErrors {
         400 => "The id is not a UUID or the body is not JSON of the documented shape.",
@@ -84,21 +85,24 @@ documented! {
         403 => "The token lacks the `admin` scope.",
         404 => "There is no account with this id.",
         409 => "The change would leave no active admin.",
-        500 => "The server failed; the error has been logged."
+        500 => "The server failed; the error has been logged.",
+        503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
     UserKeysErrors {
         400 => "The id is not a UUID.",
         401 => "No bearer token, or an invalid or expired one.",
         403 => "The token lacks the `admin` scope.",
         404 => "There is no account with this id.",
-        500 => "The server failed; the error has been logged."
+        500 => "The server failed; the error has been logged.",
+        503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
     AdminRevokeErrors {
         400 => "The id is not a UUID.",
         401 => "No bearer token, or an invalid or expired one.",
         403 => "The token lacks the `admin` scope.",
         404 => "There is no key with this id.",
-        500 => "The server failed; the error has been logged."
+        500 => "The server failed; the error has been logged.",
+        503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
 }
 

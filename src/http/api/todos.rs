@@ -111,21 +111,24 @@ documented! {
         401 => "No bearer token, or an invalid or expired one.",
         403 => "The token lacks the `todos:read` scope.",
         422 => "`limit` is out of range or `cursor` is not one this API gave out.",
-        500 => "The server failed; the error has been logged."
+        500 => "The server failed; the error has been logged.",
+        503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
     CreateTodoErrors {
         400 => "The body is not JSON of the documented shape.",
         401 => "No bearer token, or an invalid or expired one.",
         403 => "The token lacks the `todos:write` scope.",
         422 => "The title is empty or too long.",
-        500 => "The server failed; the error has been logged."
+        500 => "The server failed; the error has been logged.",
+        503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
     GetTodoErrors {
         400 => "The id is not a UUID.",
         401 => "No bearer token, or an invalid or expired one.",
         403 => "The token lacks the `todos:read` scope.",
         404 => "You have no todo with this id.",
-        500 => "The server failed; the error has been logged."
+        500 => "The server failed; the error has been logged.",
+        503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
     UpdateTodoErrors {
         400 => "The id is not a UUID or the body is not JSON of the documented shape.",
@@ -133,14 +136,16 @@ documented! {
         403 => "The token lacks the `todos:write` scope.",
         404 => "You have no todo with this id.",
         422 => "The title is empty or too long.",
-        500 => "The server failed; the error has been logged."
+        500 => "The server failed; the error has been logged.",
+        503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
     DeleteTodoErrors {
         400 => "The id is not a UUID.",
         401 => "No bearer token, or an invalid or expired one.",
         403 => "The token lacks the `todos:write` scope.",
         404 => "You have no todo with this id.",
-        500 => "The server failed; the error has been logged."
+        500 => "The server failed; the error has been logged.",
+        503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
 }
 

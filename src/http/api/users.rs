@@ -39,7 +39,8 @@ documented! {
         403 => "Registration is closed on this server.",
         409 => "An account with this email already exists.",
         422 => "The email or password is not acceptable; `errors` lists which.",
-        500 => "The server failed; the error has been logged."
+        500 => "The server failed; the error has been logged.",
+        503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
 }
 
