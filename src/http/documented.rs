@@ -116,3 +116,28 @@ macro_rules! documented {
     };
 }
 pub(crate) use documented;
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use super::*;
+
+    documented! {
+        OnlyNotFound {
+            404 => "There is no such thing."
+        }
+    }
+
+    #[test]
+    fn a_documented_status_passes() {
+        let error = Error::NotFound("There is no such thing".into());
+        let answered = poem::Error::from(Failure::<OnlyNotFound>::from(error));
+        assert_eq!(answered.status().as_u16(), 404);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not document the 409 it answered")]
+    fn an_undocumented_status_fails_in_debug_builds() {
+        let error = Error::Conflict("Taken".into());
+        let _ = poem::Error::from(Failure::<OnlyNotFound>::from(error));
+    }
+}
