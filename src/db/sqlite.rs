@@ -151,8 +151,33 @@ mod tests {
         assert_eq!(stored, 0);
     }
 
-    #[test]
-    fn a_full_disk_or_an_io_error_is_unavailability_and_a_constraint_is_not() {
+    #[tokio::test]
+    async fn a_full_file_is_unavailability_and_a_constraint_is_not() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (v TEXT UNIQUE); INSERT INTO t VALUES ('a')")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let duplicate = sqlx::query("INSERT INTO t VALUES ('a')")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(!is_unavailable(&duplicate), "{duplicate}");
+
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let full = sqlx::query("INSERT INTO t SELECT hex(randomblob(4000))")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(is_unavailable(&full), "{full}");
+
         assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
         assert!(!is_unavailable(&sqlx::Error::RowNotFound));
     }
