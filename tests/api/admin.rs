@@ -23,26 +23,6 @@ async fn admin_token(app: &TestApp) -> (Uuid, String) {
     (id, app.login(&email).await)
 }
 
-/// The id `POST /users` gave a freshly registered user, found through the
-/// admin listing.
-async fn user_id(app: &TestApp, admin: &str, email: &str) -> String {
-    let page: Value = app
-        .get(admin, "/admin/users?limit=100")
-        .await
-        .json()
-        .await
-        .unwrap();
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["email"] == email)
-        .unwrap_or_else(|| panic!("{email} is listed"))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 fn scope_set(scope: &str) -> HashSet<&str> {
     scope.split(' ').filter(|s| !s.is_empty()).collect()
 }
@@ -211,8 +191,7 @@ async fn patch_user_changes_role_and_disabled_and_returns_the_account() {
     let app = spawn_app().await;
     let (_, admin) = admin_token(&app).await;
     let user = TestUser::generate().register(&app).await;
-    let id = user_id(&app, &admin, &user.email).await;
-    let path = format!("/admin/users/{id}");
+    let path = format!("/admin/users/{}", user.id);
 
     // Act
     let promoted = app.patch(&admin, &path, json!({ "role": "admin" })).await;
@@ -223,7 +202,7 @@ async fn patch_user_changes_role_and_disabled_and_returns_the_account() {
     let disabled: Value = disabled.json().await.unwrap();
 
     // Assert
-    assert_eq!(promoted["id"], id);
+    assert_eq!(promoted["id"], user.id.to_string());
     assert_eq!(promoted["email"], user.email);
     assert_eq!(promoted["role"], "admin");
     assert_eq!(promoted["disabled"], false);
@@ -245,7 +224,7 @@ async fn disabling_a_user_stops_their_keys_exchanging_at_once() {
         .create_key(&user.login(&app).await, json!({ "name": "ci" }))
         .await;
     app.exchange(&key).await;
-    let id = user_id(&app, &admin, &user.email).await;
+    let id = user.id;
 
     // Act
     let resp = app
@@ -298,13 +277,12 @@ async fn patch_user_with_an_unknown_role_is_a_400_problem() {
     let app = spawn_app().await;
     let (_, admin) = admin_token(&app).await;
     let user = TestUser::generate().register(&app).await;
-    let id = user_id(&app, &admin, &user.email).await;
 
     // Act
     let resp = app
         .patch(
             &admin,
-            &format!("/admin/users/{id}"),
+            &format!("/admin/users/{}", user.id),
             json!({ "role": "superuser" }),
         )
         .await;
@@ -443,10 +421,11 @@ async fn list_user_keys_shows_that_user_s_keys_without_plaintext() {
     // Someone else's key must not show up.
     let other = TestUser::generate().register(&app).await.login(&app).await;
     let others_key = app.create_key(&other, json!({ "name": "other" })).await;
-    let id = user_id(&app, &admin, &owner.email).await;
 
     // Act
-    let resp = app.get(&admin, &format!("/admin/users/{id}/keys")).await;
+    let resp = app
+        .get(&admin, &format!("/admin/users/{}/keys", owner.id))
+        .await;
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
@@ -522,9 +501,8 @@ async fn admin_revoke_key_is_204_twice_and_the_key_stops_exchanging() {
     let exchange = app.exchange_response(&key.id, &key.key).await;
     assert_oauth_error(exchange, StatusCode::UNAUTHORIZED, "invalid_client").await;
     // The row stays, with its revocation time.
-    let id = user_id(&app, &admin, &owner.email).await;
     let keys: Value = app
-        .get(&admin, &format!("/admin/users/{id}/keys"))
+        .get(&admin, &format!("/admin/users/{}/keys", owner.id))
         .await
         .json()
         .await

@@ -244,24 +244,44 @@ pub struct TestKey {
     pub body: Value,
 }
 
+/// Credentials for an account that does not exist yet.
+pub struct NewUser {
+    pub email: String,
+    pub password: String,
+}
+
+impl NewUser {
+    /// Registers through `POST /users`, as a client would.
+    pub async fn register(self, app: &TestApp) -> TestUser {
+        let resp = app.register(&self.email, &self.password).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let body: Value = resp.json().await.unwrap();
+        let id = body["id"]
+            .as_str()
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .unwrap_or_else(|| panic!("a new account has a UUID: {body}"));
+        TestUser {
+            id,
+            email: self.email,
+            password: self.password,
+        }
+    }
+}
+
 /// A registered user who can log in.
 pub struct TestUser {
+    pub id: Uuid,
     pub email: String,
     pub password: String,
 }
 
 impl TestUser {
-    pub fn generate() -> TestUser {
-        TestUser {
+    /// A new email each call, so one app can hold as many users as a test needs.
+    pub fn generate() -> NewUser {
+        NewUser {
             email: format!("user-{}@example.com", Uuid::now_v7().simple()),
             password: PASSWORD.into(),
         }
-    }
-
-    pub async fn register(self, app: &TestApp) -> TestUser {
-        let resp = app.register(&self.email, &self.password).await;
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        self
     }
 
     pub async fn login(&self, app: &TestApp) -> String {

@@ -95,13 +95,7 @@ async fn assert_refused_everywhere(app: &TestApp, token: &str) {
 async fn an_access_token_is_an_rfc_9068_jwt() {
     // Arrange
     let app = spawn_app().await;
-    let user = TestUser::generate();
-    let registered: Value = app
-        .register(&user.email, &user.password)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let user = TestUser::generate().register(&app).await;
 
     // Act
     let token = user.login(&app).await;
@@ -113,7 +107,7 @@ async fn an_access_token_is_an_rfc_9068_jwt() {
     assert!(!header["kid"].as_str().unwrap().is_empty());
     assert_eq!(claims["iss"], app.base);
     assert_eq!(claims["aud"], "latchkey");
-    assert_eq!(claims["sub"], registered["id"]);
+    assert_eq!(claims["sub"], user.id.to_string());
     let iat = claims["iat"].as_i64().unwrap();
     assert!((iat - Utc::now().timestamp()).abs() <= 5, "{iat}");
     assert_eq!(claims["exp"].as_i64().unwrap(), iat + 60);
@@ -143,13 +137,7 @@ async fn each_token_has_its_own_jti() {
 async fn me_returns_a_login_token_s_claims() {
     // Arrange
     let app = spawn_app().await;
-    let user = TestUser::generate();
-    let registered: Value = app
-        .register(&user.email, &user.password)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let user = TestUser::generate().register(&app).await;
     let token = user.login(&app).await;
 
     // Act
@@ -171,7 +159,7 @@ async fn me_returns_a_login_token_s_claims() {
             "user_id"
         ]
     );
-    assert_eq!(me["user_id"], registered["id"]);
+    assert_eq!(me["user_id"], user.id.to_string());
     assert_eq!(me["role"], "user");
     assert_eq!(
         me["scopes"],

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app, www_authenticate};
+use crate::helpers::{assert_problem, spawn_app, www_authenticate, TestUser};
 
 #[tokio::test]
 async fn a_demoted_admin_s_still_valid_token_cannot_administer_or_mint_admin_keys() {
@@ -54,24 +54,18 @@ async fn a_disabled_user_s_still_valid_token_cannot_create_keys() {
     let app = spawn_app().await;
     app.create_admin("root@example.com").await;
     let root = app.login("root@example.com").await;
-    let resp = app
-        .register("bob@example.com", crate::helpers::PASSWORD)
-        .await;
-    let bob_id = resp.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let bob = app.login("bob@example.com").await;
+    let bob = TestUser::generate().register(&app).await;
+    let bob_token = bob.login(&app).await;
     app.patch(
         &root,
-        &format!("/admin/users/{bob_id}"),
+        &format!("/admin/users/{}", bob.id),
         json!({ "disabled": true }),
     )
     .await;
 
     // Act
     let resp = app
-        .create_key_response(&bob, json!({ "name": "after" }))
+        .create_key_response(&bob_token, json!({ "name": "after" }))
         .await;
 
     // Assert

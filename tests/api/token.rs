@@ -530,14 +530,7 @@ async fn exchange_rejects_an_expired_key_with_invalid_client() {
 async fn a_disabled_user_can_neither_exchange_a_key_nor_log_in() {
     // Arrange
     let app = spawn_app().await;
-    let user = TestUser::generate();
-    let registered: Value = app
-        .register(&user.email, &user.password)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let user_id = registered["id"].as_str().unwrap();
+    let user = TestUser::generate().register(&app).await;
     let token = user.login(&app).await;
     let key = app.create_key(&token, json!({ "name": "ci" })).await;
     app.exchange(&key).await;
@@ -548,7 +541,7 @@ async fn a_disabled_user_can_neither_exchange_a_key_nor_log_in() {
     let disabled = app
         .patch(
             &admin,
-            &format!("/admin/users/{user_id}"),
+            &format!("/admin/users/{}", user.id),
             json!({ "disabled": true }),
         )
         .await;
