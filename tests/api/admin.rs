@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -121,20 +121,26 @@ async fn a_user_without_the_admin_scope_gets_403_insufficient_scope() {
     let app = spawn_app().await;
     let (admin_id, _) = admin_token(&app).await;
     let user = TestUser::generate().register(&app).await.login(&app).await;
+    let bearer = Some(user.as_str());
     let requests = [
-        app.client.get(app.url("/admin/users")),
-        app.client
-            .patch(app.url(&format!("/admin/users/{admin_id}")))
+        app.request(Method::GET, "/admin/users", bearer),
+        app.request(Method::PATCH, &format!("/admin/users/{admin_id}"), bearer)
             .json(&json!({ "role": "user" })),
-        app.client
-            .get(app.url(&format!("/admin/users/{admin_id}/keys"))),
-        app.client
-            .delete(app.url(&format!("/admin/keys/{}", Uuid::now_v7()))),
+        app.request(
+            Method::GET,
+            &format!("/admin/users/{admin_id}/keys"),
+            bearer,
+        ),
+        app.request(
+            Method::DELETE,
+            &format!("/admin/keys/{}", Uuid::now_v7()),
+            bearer,
+        ),
     ];
 
     for request in requests {
         // Act
-        let resp = request.bearer_auth(&user).send().await.unwrap();
+        let resp = request.send().await.unwrap();
 
         // Assert
         assert_eq!(www_authenticate(&resp).as_deref(), Some(admin_challenge()));

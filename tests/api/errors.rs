@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use reqwest::{header::CONTENT_TYPE, Response, StatusCode};
+use reqwest::{header::CONTENT_TYPE, Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp, TestUser};
@@ -183,15 +183,14 @@ async fn a_wrong_method_is_a_405_problem() {
     let app = spawn_app().await;
 
     for (method, path) in [
-        (reqwest::Method::PUT, "/todos"),
-        (reqwest::Method::DELETE, "/users"),
-        (reqwest::Method::GET, "/auth/token"),
-        (reqwest::Method::POST, "/health"),
+        (Method::PUT, "/todos"),
+        (Method::DELETE, "/users"),
+        (Method::GET, "/auth/token"),
+        (Method::POST, "/health"),
     ] {
         // Act
         let resp = app
-            .client
-            .request(method.clone(), app.url(path))
+            .request(method.clone(), path, None)
             .send()
             .await
             .unwrap();
@@ -212,7 +211,11 @@ async fn a_405_lists_the_allowed_methods_in_allow() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app.client.put(app.url("/todos")).send().await.unwrap();
+    let resp = app
+        .request(Method::PUT, "/todos", None)
+        .send()
+        .await
+        .unwrap();
 
     // Assert
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -235,18 +238,15 @@ async fn malformed_json_is_a_400_problem() {
     let app = spawn_app().await;
     let token = user_token(&app).await;
 
-    for (path, auth) in [("/users", None), ("/todos", Some(&token))] {
-        let mut request = app
-            .client
-            .post(app.url(path))
-            .header(CONTENT_TYPE, "application/json")
-            .body(r#"{"title": "unterminated"#);
-        if let Some(token) = auth {
-            request = request.bearer_auth(token);
-        }
-
+    for (path, auth) in [("/users", None), ("/todos", Some(token.as_str()))] {
         // Act
-        let resp = request.send().await.unwrap();
+        let resp = app
+            .request(Method::POST, path, auth)
+            .header(CONTENT_TYPE, "application/json")
+            .body(r#"{"title": "unterminated"#)
+            .send()
+            .await
+            .unwrap();
 
         // Assert
         problem(resp, StatusCode::BAD_REQUEST).await;
@@ -265,8 +265,7 @@ async fn json_of_the_wrong_shape_is_a_400_problem_that_does_not_echo_the_value()
     // Act
     let missing = app.post(&token, "/todos", json!({ "done": true })).await;
     let wrong_type = app
-        .client
-        .post(app.url("/users"))
+        .request(Method::POST, "/users", None)
         .json(&json!({ "email": "x@example.com", "password": { "pw": "hunter2hunter2" } }))
         .send()
         .await
@@ -315,9 +314,7 @@ async fn a_wrong_content_type_is_a_415_problem() {
     for content_type in ["text/plain", "application/xml"] {
         // Act
         let resp = app
-            .client
-            .post(app.url("/todos"))
-            .bearer_auth(&token)
+            .request(Method::POST, "/todos", Some(&token))
             .header(CONTENT_TYPE, content_type)
             .body(body)
             .send()
@@ -329,9 +326,7 @@ async fn a_wrong_content_type_is_a_415_problem() {
     }
     // No content type at all.
     let resp = app
-        .client
-        .post(app.url("/todos"))
-        .bearer_auth(&token)
+        .request(Method::POST, "/todos", Some(&token))
         .body(body)
         .send()
         .await
@@ -394,9 +389,7 @@ async fn a_body_over_64_kib_with_content_length_is_a_413_problem() {
 
     // Act
     let resp = app
-        .client
-        .post(app.url("/todos"))
-        .bearer_auth(&token)
+        .request(Method::POST, "/todos", Some(&token))
         .header(CONTENT_TYPE, "application/json")
         .body(body)
         .send()

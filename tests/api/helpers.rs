@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use latchkey::{config::Config, db::Db, domain::scopes::Role, App};
-use reqwest::{Client, Response, StatusCode};
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -109,8 +109,7 @@ impl TestApp {
     // ---- accounts ----
 
     pub async fn register(&self, email: &str, password: &str) -> Response {
-        self.client
-            .post(self.url("/users"))
+        self.request(Method::POST, "/users", None)
             .json(&json!({ "email": email, "password": password }))
             .send()
             .await
@@ -165,9 +164,7 @@ impl TestApp {
     // ---- keys ----
 
     pub async fn create_key_response(&self, token: &str, body: Value) -> Response {
-        self.client
-            .post(self.url("/keys"))
-            .bearer_auth(token)
+        self.request(Method::POST, "/keys", Some(token))
             .json(&body)
             .send()
             .await
@@ -187,24 +184,30 @@ impl TestApp {
 
     // ---- generic calls ----
 
+    /// A request to `path`, with `token` as its bearer if there is one, for
+    /// tests that set the body or headers themselves.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     /// A request without credentials.
     pub async fn get_public(&self, path: &str) -> Response {
-        self.client.get(self.url(path)).send().await.unwrap()
+        self.request(Method::GET, path, None).send().await.unwrap()
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
+        self.request(Method::GET, path, Some(token))
             .send()
             .await
             .unwrap()
     }
 
     pub async fn post(&self, token: &str, path: &str, body: Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(token)
+        self.request(Method::POST, path, Some(token))
             .json(&body)
             .send()
             .await
@@ -212,9 +215,7 @@ impl TestApp {
     }
 
     pub async fn patch(&self, token: &str, path: &str, body: Value) -> Response {
-        self.client
-            .patch(self.url(path))
-            .bearer_auth(token)
+        self.request(Method::PATCH, path, Some(token))
             .json(&body)
             .send()
             .await
@@ -222,9 +223,7 @@ impl TestApp {
     }
 
     pub async fn delete(&self, token: &str, path: &str) -> Response {
-        self.client
-            .delete(self.url(path))
-            .bearer_auth(token)
+        self.request(Method::DELETE, path, Some(token))
             .send()
             .await
             .unwrap()

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, FixedOffset};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, spawn_app, www_authenticate, TestApp, TestUser};
@@ -579,16 +579,15 @@ async fn todos_without_a_token_are_401_with_a_bearer_challenge() {
     // Arrange
     let app = spawn_app().await;
     let id = uuid::Uuid::now_v7();
+    let path = format!("/todos/{id}");
     let requests = [
-        app.client.get(app.url("/todos")),
-        app.client
-            .post(app.url("/todos"))
+        app.request(Method::GET, "/todos", None),
+        app.request(Method::POST, "/todos", None)
             .json(&json!({ "title": "x" })),
-        app.client.get(app.url(&format!("/todos/{id}"))),
-        app.client
-            .patch(app.url(&format!("/todos/{id}")))
+        app.request(Method::GET, &path, None),
+        app.request(Method::PATCH, &path, None)
             .json(&json!({ "completed": true })),
-        app.client.delete(app.url(&format!("/todos/{id}"))),
+        app.request(Method::DELETE, &path, None),
     ];
 
     for request in requests {

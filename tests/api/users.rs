@@ -1,7 +1,7 @@
 //! `POST /users`: registration, its validation and its problem responses.
 
 use chrono::{DateTime, Utc};
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -9,8 +9,7 @@ use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp, PASSWOR
 
 /// Sends `body` to `POST /users` as raw JSON text.
 async fn register_raw(app: &TestApp, body: &str) -> Response {
-    app.client
-        .post(app.url("/users"))
+    app.request(Method::POST, "/users", None)
         .header("content-type", "application/json")
         .body(body.to_owned())
         .send()
@@ -217,8 +216,7 @@ async fn register_answers_400_problem_for_a_non_json_content_type() {
 
     // Act
     let resp = app
-        .client
-        .post(app.url("/users"))
+        .request(Method::POST, "/users", None)
         .header("content-type", "text/plain")
         .body(r#"{"email": "ada@example.com", "password": "correct horse"}"#)
         .send()
