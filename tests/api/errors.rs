@@ -11,7 +11,7 @@ use std::{
 use reqwest::{header::CONTENT_TYPE, Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp, TestUser};
+use crate::helpers::spawn_app;
 
 /// Text that must never reach a client: SQL, the database driver, a panic.
 const LEAKS: [&str; 4] = ["sqlx", "SELECT", "panicked", "sqlite"];
@@ -52,10 +52,6 @@ fn check_problem_body(body: &Value, status: StatusCode) {
     );
     let detail = body["detail"].as_str().expect("a detail");
     assert!(detail.len() > 10, "the detail says something: {body}");
-}
-
-async fn user_token(app: &TestApp) -> String {
-    TestUser::generate().register(app).await.login(app).await
 }
 
 /// A response read off a raw HTTP/1.1 connection.
@@ -236,7 +232,7 @@ async fn a_405_lists_the_allowed_methods_in_allow() {
 async fn malformed_json_is_a_400_problem() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     for (path, auth) in [("/users", None), ("/todos", Some(token.as_str()))] {
         // Act
@@ -260,7 +256,7 @@ async fn malformed_json_is_a_400_problem() {
 async fn json_of_the_wrong_shape_is_a_400_problem_that_does_not_echo_the_value() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let missing = app.post(&token, "/todos", json!({ "done": true })).await;
@@ -286,7 +282,7 @@ async fn json_of_the_wrong_shape_is_a_400_problem_that_does_not_echo_the_value()
 async fn a_missing_or_mistyped_field_is_named_in_the_400_problem() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let missing = app.post(&token, "/todos", json!({ "done": true })).await;
@@ -308,7 +304,7 @@ async fn a_missing_or_mistyped_field_is_named_in_the_400_problem() {
 async fn a_wrong_content_type_is_a_415_problem() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let body = r#"{"title": "hello"}"#;
 
     for content_type in ["text/plain", "application/xml"] {
@@ -340,7 +336,7 @@ async fn a_wrong_content_type_is_a_415_problem() {
 async fn a_non_uuid_id_in_the_path_is_a_400_problem() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     for path in ["/todos/not-a-uuid", "/todos/123", "/keys/abc"] {
         // Act
@@ -361,7 +357,7 @@ async fn a_non_uuid_id_in_the_path_is_a_400_problem() {
 async fn a_query_parameter_of_the_wrong_type_is_a_400_problem() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     for query in [
         "limit=abc",
@@ -382,7 +378,7 @@ async fn a_query_parameter_of_the_wrong_type_is_a_400_problem() {
 async fn a_body_over_64_kib_with_content_length_is_a_413_problem() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let title = "x".repeat(LIMIT);
     let body = json!({ "title": title }).to_string();
     assert!(body.len() > LIMIT);
@@ -428,7 +424,7 @@ async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_sent() {
 async fn a_chunked_body_over_64_kib_is_a_413_problem() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let body = json!({ "title": "x".repeat(2 * LIMIT) }).to_string();
     let head = format!(
         "POST /todos HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
@@ -457,7 +453,7 @@ async fn a_chunked_body_over_64_kib_is_a_413_problem() {
 async fn a_chunked_body_under_the_limit_reaches_the_handler_intact() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let title = "chunked ".repeat(60);
     let body = json!({ "title": title }).to_string();
     let head = format!(
@@ -485,7 +481,7 @@ async fn a_chunked_body_under_the_limit_reaches_the_handler_intact() {
 async fn a_get_without_a_body_or_content_length_works() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     app.create_todo(&token, "listed").await;
     let head = format!(
         "GET /todos HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
@@ -512,7 +508,7 @@ async fn a_get_without_a_body_or_content_length_works() {
 async fn titles_with_quotes_sql_and_control_characters_are_stored_verbatim() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     for title in [
         "'; DROP TABLE todos; --",

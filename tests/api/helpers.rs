@@ -124,6 +124,21 @@ impl TestApp {
             .id
     }
 
+    /// A new admin, made as `latchkey admin create` makes one, logged in with
+    /// every scope, `admin` included.
+    pub async fn admin(&self) -> TestAdmin {
+        let email = format!("admin-{}@example.com", Uuid::now_v7().simple());
+        let id = self.create_admin(&email).await;
+        let token = self.login(&email).await;
+        TestAdmin { id, email, token }
+    }
+
+    /// A new user's login token, with every scope of the `user` role
+    /// (`todos:read todos:write keys:manage`).
+    pub async fn user_token(&self) -> String {
+        TestUser::generate().register(self).await.login(self).await
+    }
+
     // ---- tokens ----
 
     pub async fn token_request(&self, form: &[(&str, &str)]) -> Response {
@@ -286,6 +301,14 @@ impl TestUser {
     pub async fn login(&self, app: &TestApp) -> String {
         access_token(app.login_response(&self.email, &self.password).await).await
     }
+}
+
+/// An admin account, whose password is [`PASSWORD`], and a token from its
+/// login.
+pub struct TestAdmin {
+    pub id: Uuid,
+    pub email: String,
+    pub token: String,
 }
 
 pub async fn access_token(resp: Response) -> String {

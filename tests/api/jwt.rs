@@ -24,11 +24,6 @@ async fn spawn_app_with_known_secret() -> TestApp {
     .await
 }
 
-/// A real login token for a new user, with every scope a user may hold.
-async fn real_token(app: &TestApp) -> String {
-    TestUser::generate().register(app).await.login(app).await
-}
-
 fn decode_segment(segment: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
 }
@@ -178,7 +173,7 @@ async fn me_returns_a_login_token_s_claims() {
 async fn me_names_the_key_a_token_came_from() {
     // Arrange
     let app = spawn_app().await;
-    let token = real_token(&app).await;
+    let token = app.user_token().await;
     let key = app
         .create_key(&token, json!({ "name": "ci", "scopes": ["todos:read"] }))
         .await;
@@ -260,7 +255,7 @@ async fn a_token_without_the_needed_scope_gets_insufficient_scope() {
 async fn a_hand_signed_token_with_the_real_secret_is_accepted() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let claims = fresh_claims(&real);
     assert_eq!(claims["iss"], ISSUER);
     let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
@@ -279,7 +274,7 @@ async fn a_hand_signed_token_with_the_real_secret_is_accepted() {
 async fn a_token_with_alg_none_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let header = json!({ "alg": "none", "typ": "at+jwt", "kid": kid_of(&real) });
     let claims = fresh_claims(&real);
     let unsigned = format!("{}.{}.", encode_segment(&header), encode_segment(&claims));
@@ -292,7 +287,7 @@ async fn a_token_with_alg_none_is_refused() {
 async fn a_token_signed_with_another_secret_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let forged = sign(
         &fresh_claims(&real),
         Algorithm::HS256,
@@ -308,7 +303,7 @@ async fn a_token_signed_with_another_secret_is_refused() {
 async fn a_token_signed_with_hs512_and_the_right_secret_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let forged = sign(
         &fresh_claims(&real),
         Algorithm::HS512,
@@ -324,7 +319,7 @@ async fn a_token_signed_with_hs512_and_the_right_secret_is_refused() {
 async fn an_expired_token_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut claims = fresh_claims(&real);
     let ten_minutes_ago = Utc::now().timestamp() - 600;
     claims["iat"] = json!(ten_minutes_ago - 60);
@@ -345,7 +340,7 @@ async fn an_expired_token_is_refused() {
 async fn a_token_expired_beyond_the_leeway_is_refused() {
     // Arrange: the library's default leeway is 60 s; the server's must be a few seconds.
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut claims = fresh_claims(&real);
     let now = Utc::now().timestamp();
     claims["iat"] = json!(now - 90);
@@ -360,7 +355,7 @@ async fn a_token_expired_beyond_the_leeway_is_refused() {
 async fn a_token_for_another_audience_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut claims = fresh_claims(&real);
     claims["aud"] = json!("another-service");
     let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
@@ -373,7 +368,7 @@ async fn a_token_for_another_audience_is_refused() {
 async fn a_token_from_another_issuer_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut claims = fresh_claims(&real);
     claims["iss"] = json!("http://evil.test");
     let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
@@ -386,7 +381,7 @@ async fn a_token_from_another_issuer_is_refused() {
 async fn a_token_without_sub_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut claims = fresh_claims(&real);
     claims.as_object_mut().unwrap().remove("sub");
     let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
@@ -399,7 +394,7 @@ async fn a_token_without_sub_is_refused() {
 async fn a_token_without_the_at_jwt_type_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(kid_of(&real));
     let forged = jsonwebtoken::encode(
@@ -417,7 +412,7 @@ async fn a_token_without_the_at_jwt_type_is_refused() {
 async fn a_token_with_a_tampered_payload_is_refused() {
     // Arrange
     let app = spawn_app().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let segments: Vec<&str> = real.split('.').collect();
     let mut claims = decode_segment(segments[1]);
     claims["scope"] = json!("todos:read todos:write keys:manage admin");

@@ -5,12 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app, www_authenticate, TestApp, TestUser};
-
-/// A new user's login token, which holds `keys:manage`.
-async fn manager_token(app: &TestApp) -> String {
-    TestUser::generate().register(app).await.login(app).await
-}
+use crate::helpers::{assert_problem, spawn_app, www_authenticate, TestApp};
 
 /// `lk_` and 49 base62 characters, as `^lk_[0-9A-Za-z]{49}$` says.
 fn has_key_format(key: &str) -> bool {
@@ -43,7 +38,7 @@ async fn key_count(app: &TestApp) -> i64 {
 async fn create_key_returns_201_with_the_plaintext_once_and_a_location() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let before = Utc::now() - chrono::Duration::seconds(1);
 
     // Act
@@ -74,7 +69,7 @@ async fn create_key_returns_201_with_the_plaintext_once_and_a_location() {
 async fn the_location_of_a_new_key_serves_its_record() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let resp = app
         .create_key_response(&token, json!({ "name": "deploy bot" }))
         .await;
@@ -96,7 +91,7 @@ async fn the_location_of_a_new_key_serves_its_record() {
 async fn create_key_stores_the_scopes_and_expiry_asked_for() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let expires_at = "2999-01-02T03:04:05Z";
 
     // Act
@@ -125,7 +120,7 @@ async fn create_key_stores_the_scopes_and_expiry_asked_for() {
 async fn every_new_key_is_different() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let first = app.create_key(&token, json!({ "name": "a" })).await;
@@ -140,7 +135,7 @@ async fn every_new_key_is_different() {
 async fn the_plaintext_key_is_not_stored() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let key = app.create_key(&token, json!({ "name": "a" })).await;
@@ -168,7 +163,7 @@ async fn the_plaintext_key_is_not_stored() {
 async fn list_and_get_never_include_the_plaintext_key() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let first = app.create_key(&token, json!({ "name": "first" })).await;
     let second = app.create_key(&token, json!({ "name": "second" })).await;
 
@@ -205,8 +200,8 @@ async fn list_and_get_never_include_the_plaintext_key() {
 async fn list_shows_only_the_caller_s_keys() {
     // Arrange
     let app = spawn_app().await;
-    let alice = manager_token(&app).await;
-    let bob = manager_token(&app).await;
+    let alice = app.user_token().await;
+    let bob = app.user_token().await;
     app.create_key(&alice, json!({ "name": "alice's" })).await;
 
     // Act
@@ -223,7 +218,7 @@ async fn list_shows_only_the_caller_s_keys() {
 async fn create_key_refuses_a_scope_beyond_the_user_s_role_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -243,7 +238,7 @@ async fn create_key_refuses_a_scope_beyond_the_user_s_role_with_422() {
 async fn create_key_refuses_an_unknown_scope_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -265,7 +260,7 @@ async fn create_key_refuses_an_unknown_scope_with_422() {
 async fn create_key_refuses_an_empty_scope_list_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -280,7 +275,7 @@ async fn create_key_refuses_an_empty_scope_list_with_422() {
 async fn create_key_refuses_an_expiry_in_the_past_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let past = (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
 
     // Act
@@ -296,7 +291,7 @@ async fn create_key_refuses_an_expiry_in_the_past_with_422() {
 async fn create_key_refuses_an_empty_or_blank_name_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     for name in ["", "   "] {
         // Act
@@ -314,7 +309,7 @@ async fn create_key_refuses_an_empty_or_blank_name_with_422() {
 async fn create_key_refuses_a_name_over_100_characters_and_accepts_100() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let too_long = app
@@ -333,7 +328,7 @@ async fn create_key_refuses_a_name_over_100_characters_and_accepts_100() {
 async fn create_key_lists_every_invalid_field_at_once() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let past = (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
 
     // Act
@@ -360,7 +355,7 @@ async fn create_key_lists_every_invalid_field_at_once() {
 async fn create_key_without_a_name_is_a_400_problem() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -377,7 +372,7 @@ async fn create_key_without_a_name_is_a_400_problem() {
 async fn revoke_is_idempotent_and_keeps_the_row_with_revoked_at() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let key = app.create_key(&token, json!({ "name": "old" })).await;
     let path = format!("/keys/{}", key.id);
 
@@ -411,8 +406,8 @@ async fn revoke_is_idempotent_and_keeps_the_row_with_revoked_at() {
 async fn another_user_s_key_is_404_to_get_and_to_revoke() {
     // Arrange
     let app = spawn_app().await;
-    let alice = manager_token(&app).await;
-    let bob = manager_token(&app).await;
+    let alice = app.user_token().await;
+    let bob = app.user_token().await;
     let key = app.create_key(&alice, json!({ "name": "alice's" })).await;
     let path = format!("/keys/{}", key.id);
 
@@ -435,7 +430,7 @@ async fn another_user_s_key_is_404_to_get_and_to_revoke() {
 async fn an_unknown_key_id_is_404() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let path = format!("/keys/{}", Uuid::now_v7());
 
     // Act
@@ -451,7 +446,7 @@ async fn an_unknown_key_id_is_404() {
 async fn a_key_id_that_is_not_a_uuid_is_a_400_problem() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let get = app.get(&token, "/keys/not-a-uuid").await;
@@ -469,7 +464,7 @@ async fn a_key_id_that_is_not_a_uuid_is_a_400_problem() {
 async fn key_management_needs_the_keys_manage_scope() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let key = app
         .create_key(&token, json!({ "name": "todos only" }))
         .await;
@@ -508,8 +503,7 @@ async fn key_management_needs_the_keys_manage_scope() {
 async fn an_admin_may_create_a_key_with_the_admin_scope() {
     // Arrange
     let app = spawn_app().await;
-    app.create_admin("root@example.com").await;
-    let admin = app.login("root@example.com").await;
+    let admin = app.admin().await.token;
 
     // Act
     let key = app
@@ -530,7 +524,7 @@ async fn an_admin_may_create_a_key_with_the_admin_scope() {
 async fn a_malformed_expires_at_is_a_400_that_names_the_field() {
     // Arrange
     let app = spawn_app().await;
-    let token = TestUser::generate().register(&app).await.login(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app

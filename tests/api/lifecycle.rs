@@ -140,7 +140,7 @@ async fn last_used_at_pending_at_shutdown_is_flushed() {
 async fn last_used_at_is_written_within_seconds_while_running() {
     // Arrange
     let app = spawn_app().await;
-    let token = TestUser::generate().register(&app).await.login(&app).await;
+    let token = app.user_token().await;
     let key = app.create_key(&token, json!({ "name": "busy" })).await;
     assert!(key.body["last_used_at"].is_null());
 

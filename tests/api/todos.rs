@@ -9,11 +9,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, spawn_app, www_authenticate, TestApp, TestUser};
 
-/// Registers a fresh user and logs them in with every scope of the `user` role.
-async fn user_token(app: &TestApp) -> String {
-    TestUser::generate().register(app).await.login(app).await
-}
-
 fn time(value: &Value) -> DateTime<FixedOffset> {
     let text = value.as_str().expect("a time is a string");
     DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text} is not RFC 3339: {e}"))
@@ -53,7 +48,7 @@ async fn list(app: &TestApp, token: &str, query: &str) -> Value {
 async fn create_todo_returns_201_with_location_and_the_todo() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -89,7 +84,7 @@ async fn create_todo_returns_201_with_location_and_the_todo() {
 async fn create_todo_accepts_completed_true() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -110,7 +105,7 @@ async fn create_todo_accepts_completed_true() {
 async fn create_todo_trims_the_title() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -131,7 +126,7 @@ async fn create_todo_trims_the_title() {
 async fn create_todo_rejects_an_empty_or_blank_title_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     for title in ["", "   ", "\t\n"] {
         // Act
@@ -148,7 +143,7 @@ async fn create_todo_rejects_an_empty_or_blank_title_with_422() {
 async fn create_todo_rejects_a_501_character_title_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -165,7 +160,7 @@ async fn create_todo_rejects_a_501_character_title_with_422() {
 async fn create_todo_accepts_a_500_character_title_counted_in_characters() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     // 500 characters but 1000 bytes: the limit counts characters.
     let title = "é".repeat(500);
 
@@ -186,7 +181,7 @@ async fn create_todo_accepts_a_500_character_title_counted_in_characters() {
 async fn get_todo_returns_the_owner_s_todo() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let todo = app.create_todo(&token, "read a book").await;
 
     // Act
@@ -203,7 +198,7 @@ async fn get_todo_returns_the_owner_s_todo() {
 async fn get_todo_for_an_unknown_id_is_404() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -218,7 +213,7 @@ async fn get_todo_for_an_unknown_id_is_404() {
 async fn patch_with_only_completed_keeps_the_title_and_moves_updated_at() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let todo = app.create_todo(&token, "write tests").await;
     let path = format!("/todos/{}", todo["id"].as_str().unwrap());
     // Times are stored to the millisecond; make sure one has passed.
@@ -244,7 +239,7 @@ async fn patch_with_only_completed_keeps_the_title_and_moves_updated_at() {
 async fn patch_with_only_title_keeps_completed_and_trims() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let created = app
         .post(
             &token,
@@ -275,7 +270,7 @@ async fn patch_with_only_title_keeps_completed_and_trims() {
 async fn patch_rejects_a_blank_or_too_long_title_and_changes_nothing() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let todo = app.create_todo(&token, "keep me").await;
     let path = format!("/todos/{}", todo["id"].as_str().unwrap());
 
@@ -297,7 +292,7 @@ async fn patch_rejects_a_blank_or_too_long_title_and_changes_nothing() {
 async fn patch_an_unknown_todo_is_404() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -316,7 +311,7 @@ async fn patch_an_unknown_todo_is_404() {
 async fn delete_todo_returns_204_then_the_todo_is_gone() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let todo = app.create_todo(&token, "throw away").await;
     let path = format!("/todos/{}", todo["id"].as_str().unwrap());
 
@@ -338,7 +333,7 @@ async fn delete_todo_returns_204_then_the_todo_is_gone() {
 async fn list_todos_returns_them_oldest_first() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     for title in ["first", "second", "third"] {
         app.create_todo(&token, title).await;
     }
@@ -355,7 +350,7 @@ async fn list_todos_returns_them_oldest_first() {
 async fn list_todos_filters_by_completed() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     app.create_todo(&token, "open one").await;
     let done = app.create_todo(&token, "done one").await;
     app.create_todo(&token, "open two").await;
@@ -383,7 +378,7 @@ async fn list_todos_filters_by_completed() {
 async fn list_todos_pages_through_every_todo_exactly_once() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let mut created = Vec::new();
     for i in 0..5 {
         let todo = app.create_todo(&token, &format!("todo {i}")).await;
@@ -419,7 +414,7 @@ async fn list_todos_pages_through_every_todo_exactly_once() {
 async fn a_page_that_ends_on_the_last_todo_has_no_next_cursor() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     for i in 0..4 {
         app.create_todo(&token, &format!("todo {i}")).await;
     }
@@ -442,7 +437,7 @@ async fn a_page_that_ends_on_the_last_todo_has_no_next_cursor() {
 async fn list_todos_defaults_to_20_per_page() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     for i in 0..21 {
         app.create_todo(&token, &format!("todo {i}")).await;
     }
@@ -459,7 +454,7 @@ async fn list_todos_defaults_to_20_per_page() {
 async fn list_todos_rejects_a_limit_out_of_range_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     for limit in ["0", "101", "-1"] {
         // Act
@@ -478,7 +473,7 @@ async fn list_todos_rejects_a_limit_out_of_range_with_422() {
 async fn list_todos_rejects_a_non_numeric_limit_with_400() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app.get(&token, "/todos?limit=abc").await;
@@ -495,7 +490,7 @@ async fn list_todos_rejects_a_non_numeric_limit_with_400() {
 async fn list_todos_rejects_a_garbage_cursor_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     for cursor in ["not-a-cursor", "AAAA", "%21%21%21"] {
         // Act
@@ -511,7 +506,7 @@ async fn list_todos_rejects_a_garbage_cursor_with_422() {
 async fn list_todos_reports_a_bad_limit_and_a_bad_cursor_together() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app.get(&token, "/todos?limit=0&cursor=nope").await;
@@ -527,8 +522,8 @@ async fn list_todos_reports_a_bad_limit_and_a_bad_cursor_together() {
 async fn another_user_s_todo_is_404_for_get_patch_and_delete() {
     // Arrange
     let app = spawn_app().await;
-    let alice = user_token(&app).await;
-    let bob = user_token(&app).await;
+    let alice = app.user_token().await;
+    let bob = app.user_token().await;
     let todo = app.create_todo(&alice, "alice's secret").await;
     let path = format!("/todos/{}", todo["id"].as_str().unwrap());
 
@@ -557,8 +552,8 @@ async fn another_user_s_todo_is_404_for_get_patch_and_delete() {
 async fn list_todos_shows_only_your_own() {
     // Arrange
     let app = spawn_app().await;
-    let alice = user_token(&app).await;
-    let bob = user_token(&app).await;
+    let alice = app.user_token().await;
+    let bob = app.user_token().await;
     app.create_todo(&alice, "alice 1").await;
     app.create_todo(&bob, "bob 1").await;
     app.create_todo(&alice, "alice 2").await;

@@ -10,13 +10,11 @@ use crate::helpers::{
     assert_oauth_error, spawn_app, www_authenticate, TestApp, TestKey, TestUser, PASSWORD,
 };
 
-/// A registered user, a login token with every scope a user has, and a key
-/// with the default scopes.
-async fn user_with_key(app: &TestApp) -> (TestUser, String, TestKey) {
-    let user = TestUser::generate().register(app).await;
-    let token = user.login(app).await;
+/// A new user's login token and a key of theirs with the default scopes.
+async fn user_with_key(app: &TestApp) -> (String, TestKey) {
+    let token = app.user_token().await;
     let key = app.create_key(&token, json!({ "name": "ci" })).await;
-    (user, token, key)
+    (token, key)
 }
 
 async fn token_request_with_basic(
@@ -82,7 +80,7 @@ fn one_character_typo(key: &str) -> String {
 async fn exchange_with_the_key_in_the_body_and_its_id_issues_a_bearer_token() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = app.exchange_response(&key.id, &key.key).await;
@@ -99,7 +97,7 @@ async fn exchange_with_the_key_in_the_body_and_its_id_issues_a_bearer_token() {
 async fn exchange_with_the_key_in_the_body_and_no_client_id_issues_a_token() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = app
@@ -118,7 +116,7 @@ async fn exchange_with_the_key_in_the_body_and_no_client_id_issues_a_token() {
 async fn exchange_by_http_basic_with_the_key_id_issues_a_token() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = token_request_with_basic(
@@ -139,7 +137,7 @@ async fn exchange_by_http_basic_with_the_key_id_issues_a_token() {
 async fn exchange_by_http_basic_with_an_empty_user_name_issues_a_token() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp =
@@ -154,7 +152,7 @@ async fn exchange_by_http_basic_with_an_empty_user_name_issues_a_token() {
 async fn exchange_accepts_a_json_body() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = app
@@ -177,7 +175,7 @@ async fn exchange_accepts_a_json_body() {
 async fn exchange_accepts_a_form_body_with_a_charset_parameter() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
     let body = format!("grant_type=client_credentials&client_secret={}", key.key);
 
     // Act
@@ -203,7 +201,7 @@ async fn exchange_accepts_a_form_body_with_a_charset_parameter() {
 async fn exchange_narrows_the_grant_to_the_scope_asked_for() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = exchange_asking(&app, &key, "todos:read").await;
@@ -217,7 +215,7 @@ async fn exchange_narrows_the_grant_to_the_scope_asked_for() {
 async fn exchange_treats_an_empty_scope_as_none_asked_for() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = exchange_asking(&app, &key, "").await;
@@ -230,7 +228,7 @@ async fn exchange_treats_an_empty_scope_as_none_asked_for() {
 async fn exchange_narrows_a_scope_beyond_the_key_to_what_the_key_holds() {
     // Arrange: what Postman's imported OAuth2 settings ask for.
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = exchange_asking(&app, &key, "todos:read todos:write keys:manage admin").await;
@@ -243,7 +241,7 @@ async fn exchange_narrows_a_scope_beyond_the_key_to_what_the_key_holds() {
 async fn exchange_refuses_a_scope_the_key_holds_none_of_with_invalid_scope() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = exchange_asking(&app, &key, "keys:manage").await;
@@ -258,7 +256,7 @@ async fn exchange_refuses_a_scope_the_key_holds_none_of_with_invalid_scope() {
 async fn exchange_rejects_an_unknown_scope_with_invalid_scope() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = exchange_asking(&app, &key, "todos:read todos:delete").await;
@@ -329,7 +327,7 @@ async fn login_grants_every_scope_of_the_role() {
 async fn exchange_rejects_a_client_id_that_is_not_the_key_s_with_invalid_client() {
     // Arrange
     let app = spawn_app().await;
-    let (_, token, key) = user_with_key(&app).await;
+    let (token, key) = user_with_key(&app).await;
     let other = app.create_key(&token, json!({ "name": "other" })).await;
 
     // Act
@@ -348,7 +346,7 @@ async fn exchange_rejects_a_client_id_that_is_not_the_key_s_with_invalid_client(
 async fn exchange_rejects_a_client_id_that_is_not_a_uuid_with_invalid_client() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = app.exchange_response("my-app", &key.key).await;
@@ -361,7 +359,7 @@ async fn exchange_rejects_a_client_id_that_is_not_a_uuid_with_invalid_client() {
 async fn invalid_client_by_http_basic_carries_a_basic_challenge() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
     let wrong_id = uuid::Uuid::now_v7().to_string();
 
     // Act
@@ -385,7 +383,7 @@ async fn invalid_client_by_basic_from_a_page_script_carries_no_challenge() {
     // Arrange: what Swagger UI sends; a Basic challenge would make the browser
     // open its own login prompt instead of letting the page show the error.
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
     let wrong_id = uuid::Uuid::now_v7().to_string();
 
     // Act
@@ -462,7 +460,7 @@ async fn exchange_rejects_malformed_keys_with_invalid_client() {
 async fn exchange_rejects_a_one_character_typo_of_a_real_key_by_its_checksum() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
     let typo = one_character_typo(&key.key);
     assert_ne!(typo, key.key);
 
@@ -480,7 +478,7 @@ async fn exchange_rejects_a_one_character_typo_of_a_real_key_by_its_checksum() {
 async fn exchange_rejects_a_revoked_key_with_invalid_client() {
     // Arrange
     let app = spawn_app().await;
-    let (_, token, key) = user_with_key(&app).await;
+    let (token, key) = user_with_key(&app).await;
     app.exchange(&key).await;
     let revoked = app.delete(&token, &format!("/keys/{}", key.id)).await;
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
@@ -500,8 +498,7 @@ async fn exchange_rejects_a_revoked_key_with_invalid_client() {
 async fn exchange_rejects_an_expired_key_with_invalid_client() {
     // Arrange
     let app = spawn_app().await;
-    let user = TestUser::generate().register(&app).await;
-    let token = user.login(&app).await;
+    let token = app.user_token().await;
     let expires_at = chrono::Utc::now() + chrono::Duration::seconds(3);
     let key = app
         .create_key(
@@ -534,8 +531,7 @@ async fn a_disabled_user_can_neither_exchange_a_key_nor_log_in() {
     let token = user.login(&app).await;
     let key = app.create_key(&token, json!({ "name": "ci" })).await;
     app.exchange(&key).await;
-    app.create_admin("root@example.com").await;
-    let admin = app.login("root@example.com").await;
+    let admin = app.admin().await.token;
 
     // Act
     let disabled = app
@@ -565,7 +561,7 @@ async fn a_disabled_user_can_neither_exchange_a_key_nor_log_in() {
 async fn exchange_rejects_a_secret_sent_both_by_basic_and_in_the_body_with_invalid_request() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = token_request_with_basic(
@@ -587,7 +583,7 @@ async fn exchange_rejects_a_secret_sent_both_by_basic_and_in_the_body_with_inval
 async fn token_request_without_grant_type_is_invalid_request() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = app.token_request(&[("client_secret", &key.key)]).await;
@@ -627,7 +623,7 @@ async fn token_request_with_an_unknown_grant_type_is_unsupported_grant_type() {
 async fn token_request_with_a_text_plain_body_is_invalid_request() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = app
@@ -711,7 +707,7 @@ async fn login_accepts_the_email_in_another_case() {
 async fn exchange_records_last_used_at_within_a_few_seconds() {
     // Arrange
     let app = spawn_app().await;
-    let (_, token, key) = user_with_key(&app).await;
+    let (token, key) = user_with_key(&app).await;
     assert!(key.body["last_used_at"].is_null());
     let path = format!("/keys/{}", key.id);
     let before = chrono::Utc::now() - chrono::Duration::seconds(1);
