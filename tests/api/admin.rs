@@ -7,7 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_oauth_error, assert_problem, spawn_app, www_authenticate, TestUser};
+use crate::helpers::{
+    assert_oauth_error, assert_problem, field_errors, spawn_app, www_authenticate, TestUser,
+};
 
 fn scope_set(scope: &str) -> HashSet<&str> {
     scope.split(' ').filter(|s| !s.is_empty()).collect()
@@ -94,9 +96,9 @@ async fn list_users_rejects_a_bad_limit_or_cursor_with_422() {
 
     // Assert
     let problem = assert_problem(limit, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(problem["errors"][0]["field"], "limit");
+    assert_eq!(field_errors(&problem), ["limit"]);
     let problem = assert_problem(cursor, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(problem["errors"][0]["field"], "cursor");
+    assert_eq!(field_errors(&problem), ["cursor"]);
 }
 
 #[tokio::test]

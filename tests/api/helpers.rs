@@ -332,6 +332,20 @@ pub async fn assert_problem(resp: Response, status: StatusCode) -> Value {
     body
 }
 
+/// The fields a problem's `errors` names, in its order; each must come with a
+/// message.
+pub fn field_errors(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the problem lists its invalid fields: {problem}"))
+        .iter()
+        .map(|e| {
+            assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
+            e["field"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
 /// Asserts an RFC 6749 §5.2 error response and returns its body.
 pub async fn assert_oauth_error(resp: Response, status: StatusCode, error: &str) -> Value {
     assert_eq!(resp.status(), status);

@@ -5,24 +5,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app, www_authenticate, TestApp};
+use crate::helpers::{assert_problem, field_errors, spawn_app, www_authenticate, TestApp};
 
 /// `lk_` and 49 base62 characters, as `^lk_[0-9A-Za-z]{49}$` says.
 fn has_key_format(key: &str) -> bool {
     key.strip_prefix("lk_")
         .is_some_and(|rest| rest.len() == 49 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
-}
-
-/// Asserts a 422 problem naming exactly `field`.
-async fn assert_invalid_field(resp: reqwest::Response, field: &str) -> Value {
-    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let errors = problem["errors"]
-        .as_array()
-        .expect("the problem lists fields");
-    assert_eq!(errors.len(), 1, "{problem}");
-    assert_eq!(errors[0]["field"], field);
-    assert!(!errors[0]["message"].as_str().unwrap().is_empty());
-    problem
 }
 
 async fn key_count(app: &TestApp) -> i64 {
@@ -226,7 +214,8 @@ async fn create_key_refuses_a_scope_beyond_the_user_s_role_with_422() {
         .await;
 
     // Assert
-    let problem = assert_invalid_field(resp, "scopes").await;
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["scopes"]);
     assert!(problem["errors"][0]["message"]
         .as_str()
         .unwrap()
@@ -249,7 +238,8 @@ async fn create_key_refuses_an_unknown_scope_with_422() {
         .await;
 
     // Assert
-    let problem = assert_invalid_field(resp, "scopes").await;
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["scopes"]);
     assert!(problem["errors"][0]["message"]
         .as_str()
         .unwrap()
@@ -268,7 +258,8 @@ async fn create_key_refuses_an_empty_scope_list_with_422() {
         .await;
 
     // Assert
-    assert_invalid_field(resp, "scopes").await;
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["scopes"]);
 }
 
 #[tokio::test]
@@ -284,7 +275,8 @@ async fn create_key_refuses_an_expiry_in_the_past_with_422() {
         .await;
 
     // Assert
-    assert_invalid_field(resp, "expires_at").await;
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["expires_at"]);
 }
 
 #[tokio::test]
@@ -300,7 +292,8 @@ async fn create_key_refuses_an_empty_or_blank_name_with_422() {
             .await;
 
         // Assert
-        assert_invalid_field(resp, "name").await;
+        let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(field_errors(&problem), ["name"]);
     }
     assert_eq!(key_count(&app).await, 0);
 }
@@ -320,7 +313,8 @@ async fn create_key_refuses_a_name_over_100_characters_and_accepts_100() {
         .await;
 
     // Assert
-    assert_invalid_field(too_long, "name").await;
+    let problem = assert_problem(too_long, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["name"]);
     assert_eq!(longest.status(), StatusCode::CREATED);
 }
 
@@ -341,12 +335,7 @@ async fn create_key_lists_every_invalid_field_at_once() {
 
     // Assert
     let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let mut fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let mut fields = field_errors(&problem);
     fields.sort_unstable();
     assert_eq!(fields, ["expires_at", "name", "scopes"]);
 }
@@ -536,6 +525,6 @@ async fn a_malformed_expires_at_is_a_400_that_names_the_field() {
 
     // Assert
     let problem = assert_problem(resp, StatusCode::BAD_REQUEST).await;
-    assert_eq!(problem["errors"][0]["field"], "expires_at");
+    assert_eq!(field_errors(&problem), ["expires_at"]);
     assert!(problem["detail"].as_str().unwrap().contains("RFC 3339"));
 }

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app, www_authenticate, TestUser};
+use crate::helpers::{assert_problem, field_errors, spawn_app, www_authenticate, TestUser};
 
 #[tokio::test]
 async fn a_demoted_admin_s_still_valid_token_cannot_administer_or_mint_admin_keys() {
@@ -46,7 +46,7 @@ async fn a_demoted_admin_s_still_valid_token_cannot_administer_or_mint_admin_key
     );
     assert_problem(promote_back, StatusCode::FORBIDDEN).await;
     let problem = assert_problem(admin_key, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(problem["errors"][0]["field"], "scopes");
+    assert_eq!(field_errors(&problem), ["scopes"]);
 }
 
 #[tokio::test]

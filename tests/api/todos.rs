@@ -7,24 +7,13 @@ use chrono::{DateTime, FixedOffset};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, www_authenticate, TestApp, TestUser};
+use crate::helpers::{
+    assert_problem, field_errors, spawn_app, www_authenticate, TestApp, TestUser,
+};
 
 fn time(value: &Value) -> DateTime<FixedOffset> {
     let text = value.as_str().expect("a time is a string");
     DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text} is not RFC 3339: {e}"))
-}
-
-/// The fields named in a 422 problem's `errors`.
-fn invalid_fields(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .expect("a 422 problem lists its invalid fields")
-        .iter()
-        .map(|e| {
-            assert!(!e["message"].as_str().unwrap().is_empty());
-            e["field"].as_str().unwrap().to_owned()
-        })
-        .collect()
 }
 
 fn titles(page: &Value) -> Vec<String> {
@@ -134,7 +123,7 @@ async fn create_todo_rejects_an_empty_or_blank_title_with_422() {
 
         // Assert
         let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert_eq!(invalid_fields(&problem), ["title"], "title {title:?}");
+        assert_eq!(field_errors(&problem), ["title"], "title {title:?}");
     }
     assert!(titles(&list(&app, &token, "").await).is_empty());
 }
@@ -152,7 +141,7 @@ async fn create_todo_rejects_a_501_character_title_with_422() {
 
     // Assert
     let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(invalid_fields(&problem), ["title"]);
+    assert_eq!(field_errors(&problem), ["title"]);
     assert!(problem["detail"].as_str().unwrap().contains("title"));
 }
 
@@ -282,7 +271,7 @@ async fn patch_rejects_a_blank_or_too_long_title_and_changes_nothing() {
 
         // Assert
         let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert_eq!(invalid_fields(&problem), ["title"]);
+        assert_eq!(field_errors(&problem), ["title"]);
     }
     let stored: Value = app.get(&token, &path).await.json().await.unwrap();
     assert_eq!(stored, todo);
@@ -462,7 +451,7 @@ async fn list_todos_rejects_a_limit_out_of_range_with_422() {
 
         // Assert
         let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert_eq!(invalid_fields(&problem), ["limit"], "limit={limit}");
+        assert_eq!(field_errors(&problem), ["limit"], "limit={limit}");
     }
     // The bounds themselves are accepted.
     list(&app, &token, "?limit=1").await;
@@ -498,7 +487,7 @@ async fn list_todos_rejects_a_garbage_cursor_with_422() {
 
         // Assert
         let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert_eq!(invalid_fields(&problem), ["cursor"], "cursor={cursor}");
+        assert_eq!(field_errors(&problem), ["cursor"], "cursor={cursor}");
     }
 }
 
@@ -513,7 +502,7 @@ async fn list_todos_reports_a_bad_limit_and_a_bad_cursor_together() {
 
     // Assert
     let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(invalid_fields(&problem), ["limit", "cursor"]);
+    assert_eq!(field_errors(&problem), ["limit", "cursor"]);
 }
 
 // ---- isolation ----

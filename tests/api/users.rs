@@ -5,7 +5,7 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{assert_problem, field_errors, spawn_app, spawn_app_with, TestApp, PASSWORD};
 
 /// Sends `body` to `POST /users` as raw JSON text.
 async fn register_raw(app: &TestApp, body: &str) -> Response {
@@ -22,20 +22,6 @@ async fn user_count(app: &TestApp) -> i64 {
         .fetch_one(app.db.reader())
         .await
         .unwrap()
-}
-
-fn fields(problem: &Value) -> Vec<&str> {
-    let mut fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .expect("the problem lists invalid fields")
-        .iter()
-        .map(|e| {
-            assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
-            e["field"].as_str().unwrap()
-        })
-        .collect();
-    fields.sort_unstable();
-    fields
 }
 
 #[tokio::test]
@@ -115,7 +101,9 @@ async fn register_lists_an_invalid_email_and_a_short_password_together_with_422(
 
     // Assert
     let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(fields(&problem), ["email", "password"]);
+    let mut fields = field_errors(&problem);
+    fields.sort_unstable();
+    assert_eq!(fields, ["email", "password"]);
     let detail = problem["detail"].as_str().unwrap();
     assert!(
         detail.contains("`email`") && detail.contains("`password`"),
@@ -135,7 +123,7 @@ async fn register_rejects_a_password_longer_than_128_characters_with_422() {
 
     // Assert
     let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(fields(&problem), ["password"]);
+    assert_eq!(field_errors(&problem), ["password"]);
     assert!(!problem.to_string().contains(&long));
 }
 
