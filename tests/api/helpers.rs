@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use latchkey::{config::Config, db::Db, domain::scopes::Role, App};
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
@@ -251,6 +252,16 @@ impl TestApp {
     }
 }
 
+/// The titles on a page of `GET /todos`, in its order.
+pub fn titles(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("a page has items")
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// A key as `POST /keys` returned it.
 pub struct TestKey {
     pub id: String,
@@ -317,19 +328,48 @@ pub async fn access_token(resp: Response) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// A token's header and claims, read without verifying anything.
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    let segments: Vec<&str> = token.split('.').collect();
+    assert_eq!(segments.len(), 3, "a JWT: {token}");
+    (decode_segment(segments[0]), decode_segment(segments[1]))
+}
+
+fn decode_segment(segment: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+}
+
+pub fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .unwrap()
+        .kid
+        .expect("tokens carry a kid")
+}
+
 /// Asserts an RFC 9457 problem response and returns its body.
 pub async fn assert_problem(resp: Response, status: StatusCode) -> Value {
+    assert_problem_head(&resp, status);
+    let body: Value = resp.json().await.unwrap();
+    assert_problem_body(&body, status);
+    body
+}
+
+/// The status and media type of a problem response, for tests that read the
+/// body themselves.
+pub fn assert_problem_head(resp: &Response, status: StatusCode) {
     assert_eq!(resp.status(), status);
     assert_eq!(
         resp.headers()["content-type"].to_str().unwrap(),
         "application/problem+json"
     );
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    assert_eq!(body["type"], "about:blank");
-    assert!(body["title"].is_string());
-    assert!(!body["detail"].as_str().unwrap().is_empty());
-    body
+}
+
+/// The members every problem body has.
+pub fn assert_problem_body(body: &Value, status: StatusCode) {
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert_eq!(body["type"], "about:blank", "{body}");
+    assert!(body["title"].is_string(), "{body}");
+    assert!(!body["detail"].as_str().unwrap().is_empty(), "{body}");
 }
 
 /// The fields a problem's `errors` names, in its order; each must come with a

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_problem, spawn_app, spawn_app_with, www_authenticate, TestApp, TestUser,
+    assert_problem, jwt_parts, kid_of, spawn_app, spawn_app_with, www_authenticate, TestApp,
+    TestUser,
 };
 
 const SECRET: &str = "an-hs256-secret-for-tests-0123456789abcdef";
@@ -24,26 +25,8 @@ async fn spawn_app_with_known_secret() -> TestApp {
     .await
 }
 
-fn decode_segment(segment: &str) -> Value {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
-}
-
 fn encode_segment(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(value.to_string())
-}
-
-/// A token's header and claims, as JSON, read without verifying anything.
-fn parts(token: &str) -> (Value, Value) {
-    let segments: Vec<&str> = token.split('.').collect();
-    assert_eq!(segments.len(), 3, "a JWT: {token}");
-    (decode_segment(segments[0]), decode_segment(segments[1]))
-}
-
-fn kid_of(token: &str) -> String {
-    jsonwebtoken::decode_header(token)
-        .unwrap()
-        .kid
-        .expect("tokens carry a kid")
 }
 
 /// Signs `claims` with the header the server uses, but the given algorithm and secret.
@@ -56,7 +39,7 @@ fn sign(claims: &Value, alg: Algorithm, secret: &[u8], kid: &str) -> String {
 
 /// The claims of a real token, re-dated to now, ready to be changed and re-signed.
 fn fresh_claims(real: &str) -> Value {
-    let (_, mut claims) = parts(real);
+    let (_, mut claims) = jwt_parts(real);
     let now = Utc::now().timestamp();
     claims["iat"] = json!(now);
     claims["exp"] = json!(now + 60);
@@ -96,7 +79,7 @@ async fn an_access_token_is_an_rfc_9068_jwt() {
     let token = user.login(&app).await;
 
     // Assert
-    let (header, claims) = parts(&token);
+    let (header, claims) = jwt_parts(&token);
     assert_eq!(header["alg"], "HS256");
     assert_eq!(header["typ"], "at+jwt");
     assert!(!header["kid"].as_str().unwrap().is_empty());
@@ -123,7 +106,7 @@ async fn each_token_has_its_own_jti() {
     let second = user.login(&app).await;
 
     // Assert
-    assert_ne!(parts(&first).1["jti"], parts(&second).1["jti"]);
+    assert_ne!(jwt_parts(&first).1["jti"], jwt_parts(&second).1["jti"]);
 }
 
 // ---- GET /me ----
@@ -165,7 +148,7 @@ async fn me_returns_a_login_token_s_claims() {
     let expires_at: DateTime<Utc> = me["expires_at"].as_str().unwrap().parse().unwrap();
     assert_eq!((expires_at - issued_at).num_seconds(), 60);
     assert!((issued_at - Utc::now()).num_seconds().abs() <= 5);
-    let (_, claims) = parts(&token);
+    let (_, claims) = jwt_parts(&token);
     assert_eq!(issued_at.timestamp(), claims["iat"].as_i64().unwrap());
 }
 
@@ -414,7 +397,7 @@ async fn a_token_with_a_tampered_payload_is_refused() {
     let app = spawn_app().await;
     let real = app.user_token().await;
     let segments: Vec<&str> = real.split('.').collect();
-    let mut claims = decode_segment(segments[1]);
+    let (_, mut claims) = jwt_parts(&real);
     claims["scope"] = json!("todos:read todos:write keys:manage admin");
     claims["role"] = json!("admin");
     let tampered = format!(

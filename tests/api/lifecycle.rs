@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{access_token, spawn_app, spawn_app_with, TestApp, TestUser};
+use crate::helpers::{access_token, spawn_app, spawn_app_with, titles, TestApp, TestUser};
 
 /// Tokens carry `iss`, which defaults to the server's own address; a restarted
 /// test server listens on a new port, so the tests that carry tokens across a
@@ -20,15 +20,6 @@ async fn key_record(app: &TestApp, token: &str, id: &str) -> Value {
     let resp = app.get(token, &format!("/keys/{id}")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     resp.json().await.unwrap()
-}
-
-fn titles(page: &Value) -> Vec<&str> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["title"].as_str().unwrap())
-        .collect()
 }
 
 #[cfg(unix)]

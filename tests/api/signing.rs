@@ -15,14 +15,10 @@ use latchkey::{
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{assert_problem, jwt_parts, kid_of, spawn_app, spawn_app_with, TestApp};
 
 async fn eddsa_app() -> TestApp {
     spawn_app_with(|c| c.jwt_alg = JwtAlg::EdDsa).await
-}
-
-fn kid_of(token: &str) -> String {
-    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
 }
 
 async fn jwks(app: &TestApp) -> Value {
@@ -131,11 +127,7 @@ async fn an_hs256_token_keyed_with_the_public_key_is_refused() {
     let genuine = app.user_token().await;
     let set = jwks(&app).await;
     let x = set["keys"][0]["x"].as_str().unwrap();
-    let (_, payload, _) = {
-        let mut parts = genuine.split('.');
-        (parts.next(), parts.next().unwrap(), parts.next())
-    };
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let (_, claims) = jwt_parts(&genuine);
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some("at+jwt".into());
     header.kid = Some(kid_of(&genuine));

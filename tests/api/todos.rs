@@ -8,21 +8,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, field_errors, spawn_app, www_authenticate, TestApp, TestUser,
+    assert_problem, field_errors, spawn_app, titles, www_authenticate, TestApp, TestUser,
 };
 
 fn time(value: &Value) -> DateTime<FixedOffset> {
     let text = value.as_str().expect("a time is a string");
     DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text} is not RFC 3339: {e}"))
-}
-
-fn titles(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .expect("a page has items")
-        .iter()
-        .map(|t| t["title"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 async fn list(app: &TestApp, token: &str, query: &str) -> Value {

@@ -5,7 +5,10 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, field_errors, spawn_app, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{
+    assert_problem, assert_problem_body, assert_problem_head, field_errors, spawn_app,
+    spawn_app_with, TestApp, PASSWORD,
+};
 
 /// Sends `body` to `POST /users` as raw JSON text.
 async fn register_raw(app: &TestApp, body: &str) -> Response {
@@ -229,16 +232,11 @@ async fn register_does_not_echo_a_password_sent_as_an_array_or_object() {
         let resp = register_raw(&app, &body).await;
 
         // Assert
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            resp.headers()["content-type"].to_str().unwrap(),
-            "application/problem+json"
-        );
+        assert_problem_head(&resp, StatusCode::BAD_REQUEST);
         let text = resp.text().await.unwrap();
         assert!(!text.contains(secret), "{text}");
         let problem: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(problem["status"], 400);
-        assert!(!problem["detail"].as_str().unwrap().is_empty());
+        assert_problem_body(&problem, StatusCode::BAD_REQUEST);
     }
     assert_eq!(user_count(&app).await, 0);
 }
@@ -253,15 +251,10 @@ async fn register_does_not_echo_a_password_sent_as_a_number() {
     let resp = register_raw(&app, &body).await;
 
     // Assert
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        resp.headers()["content-type"].to_str().unwrap(),
-        "application/problem+json"
-    );
+    assert_problem_head(&resp, StatusCode::BAD_REQUEST);
     let text = resp.text().await.unwrap();
     assert!(!text.contains("98765432123"), "{text}");
     let problem: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(problem["status"], 400);
-    assert!(!problem["detail"].as_str().unwrap().is_empty());
+    assert_problem_body(&problem, StatusCode::BAD_REQUEST);
     assert_eq!(user_count(&app).await, 0);
 }
