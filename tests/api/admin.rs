@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_oauth_error, assert_problem, field_errors, spawn_app, www_authenticate, TestUser,
+    access_token, assert_oauth_error, assert_problem, field_errors, spawn_app, www_authenticate,
+    TestUser, PASSWORD,
 };
 
 fn scope_set(scope: &str) -> HashSet<&str> {
@@ -141,14 +142,11 @@ async fn an_admin_token_without_the_admin_scope_gets_403() {
     let app = spawn_app().await;
     let admin = app.admin().await;
     let resp = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &admin.email),
-            ("password", crate::helpers::PASSWORD),
-            ("scope", "todos:read keys:manage"),
-        ])
+        .login_form(&admin.email, PASSWORD)
+        .scope("todos:read keys:manage")
+        .send()
         .await;
-    let narrowed = crate::helpers::access_token(resp).await;
+    let narrowed = access_token(resp).await;
 
     // Act
     let resp = app.get(&narrowed, "/admin/users").await;
@@ -386,14 +384,7 @@ async fn with_two_admins_one_can_demote_the_other_but_not_then_itself() {
     // The demoted admin's token still says admin until it expires (no lookup
     // per request: the design's trade), but a new login does not.
     let email = body["email"].as_str().unwrap();
-    let resp = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", email),
-            ("password", crate::helpers::PASSWORD),
-            ("scope", "admin"),
-        ])
-        .await;
+    let resp = app.login_form(email, PASSWORD).scope("admin").send().await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
     let fresh = app.login(email).await;
     let resp = app.get(&fresh, "/admin/users").await;
@@ -570,12 +561,9 @@ async fn a_demoted_admin_s_key_no_longer_grants_the_admin_scope() {
     assert_problem(resp, StatusCode::FORBIDDEN).await;
     // Asking for the lost scope explicitly is refused.
     let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &key.id),
-            ("client_secret", &key.key),
-            ("scope", "admin"),
-        ])
+        .exchange_form(&key.id, &key.key)
+        .scope("admin")
+        .send()
         .await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
 }

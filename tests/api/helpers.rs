@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use latchkey::{config::Config, db::Db, domain::scopes::Role, App};
-use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use reqwest::{header::HeaderValue, Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -142,22 +142,35 @@ impl TestApp {
 
     // ---- tokens ----
 
-    pub async fn token_request(&self, form: &[(&str, &str)]) -> Response {
-        self.client
-            .post(self.url("/auth/token"))
-            .form(form)
-            .send()
-            .await
-            .unwrap()
+    /// A request to the token endpoint with nothing in it yet.
+    pub fn token_form(&self) -> TokenForm<'_> {
+        TokenForm {
+            app: self,
+            fields: Vec::new(),
+            basic: None,
+            headers: Vec::new(),
+            json: false,
+        }
+    }
+
+    /// A password-grant login, to which a test may add a scope.
+    pub fn login_form(&self, email: &str, password: &str) -> TokenForm<'_> {
+        self.token_form()
+            .grant("password")
+            .username(email)
+            .password(password)
+    }
+
+    /// A client-credentials exchange with the key and its id in the body.
+    pub fn exchange_form(&self, key_id: &str, key: &str) -> TokenForm<'_> {
+        self.token_form()
+            .grant("client_credentials")
+            .client_id(key_id)
+            .secret(key)
     }
 
     pub async fn login_response(&self, email: &str, password: &str) -> Response {
-        self.token_request(&[
-            ("grant_type", "password"),
-            ("username", email),
-            ("password", password),
-        ])
-        .await
+        self.login_form(email, password).send().await
     }
 
     pub async fn login(&self, email: &str) -> String {
@@ -165,12 +178,7 @@ impl TestApp {
     }
 
     pub async fn exchange_response(&self, key_id: &str, key: &str) -> Response {
-        self.token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", key_id),
-            ("client_secret", key),
-        ])
-        .await
+        self.exchange_form(key_id, key).send().await
     }
 
     pub async fn exchange(&self, key: &TestKey) -> String {
@@ -320,6 +328,92 @@ pub struct TestAdmin {
     pub id: Uuid,
     pub email: String,
     pub token: String,
+}
+
+/// A `POST /auth/token` request, built up field by field in the order sent.
+pub struct TokenForm<'a> {
+    app: &'a TestApp,
+    fields: Vec<(&'static str, String)>,
+    basic: Option<(String, String)>,
+    headers: Vec<(&'static str, String)>,
+    json: bool,
+}
+
+impl TokenForm<'_> {
+    pub fn grant(self, grant_type: &str) -> Self {
+        self.field("grant_type", grant_type)
+    }
+
+    pub fn client_id(self, client_id: &str) -> Self {
+        self.field("client_id", client_id)
+    }
+
+    pub fn secret(self, client_secret: &str) -> Self {
+        self.field("client_secret", client_secret)
+    }
+
+    pub fn username(self, username: &str) -> Self {
+        self.field("username", username)
+    }
+
+    pub fn password(self, password: &str) -> Self {
+        self.field("password", password)
+    }
+
+    pub fn scope(self, scope: &str) -> Self {
+        self.field("scope", scope)
+    }
+
+    /// A field no other method names, such as another grant's `code`.
+    pub fn field(mut self, name: &'static str, value: &str) -> Self {
+        self.fields.push((name, value.to_owned()));
+        self
+    }
+
+    /// Client credentials in an `Authorization: Basic` header.
+    pub fn basic(mut self, client_id: &str, client_secret: &str) -> Self {
+        self.basic = Some((client_id.to_owned(), client_secret.to_owned()));
+        self
+    }
+
+    /// A header to send as well; a `content-type` replaces the body's own.
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    /// Sends the fields as a JSON object instead of a form.
+    pub fn json(mut self) -> Self {
+        self.json = true;
+        self
+    }
+
+    pub async fn send(self) -> Response {
+        let mut request = self.app.request(Method::POST, "/auth/token", None);
+        if let Some((client_id, client_secret)) = &self.basic {
+            request = request.basic_auth(client_id, Some(client_secret));
+        }
+        let mut request = if self.json {
+            let object: serde_json::Map<String, Value> = self
+                .fields
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), Value::String(value)))
+                .collect();
+            request.json(&object)
+        } else {
+            request.form(&self.fields)
+        }
+        .build()
+        .unwrap();
+        // Set on the built request, where a header replaces the one the body
+        // brought instead of being sent beside it.
+        for (name, value) in self.headers {
+            request
+                .headers_mut()
+                .insert(name, HeaderValue::from_str(&value).unwrap());
+        }
+        self.app.client.execute(request).await.unwrap()
+    }
 }
 
 pub async fn access_token(resp: Response) -> String {

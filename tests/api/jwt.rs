@@ -200,12 +200,9 @@ async fn a_token_without_the_needed_scope_gets_insufficient_scope() {
     let app = spawn_app().await;
     let user = TestUser::generate().register(&app).await;
     let resp = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "todos:read"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("todos:read")
+        .send()
         .await;
     let read_only = crate::helpers::access_token(resp).await;
 

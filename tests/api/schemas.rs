@@ -91,10 +91,10 @@ async fn every_kind_of_response_matches_its_documented_schema() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     conforms(&app, Method::POST, "/auth/token", resp).await;
     let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_secret", "lk_x"),
-        ])
+        .token_form()
+        .grant("client_credentials")
+        .secret("lk_x")
+        .send()
         .await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     conforms(&app, Method::POST, "/auth/token", resp).await;

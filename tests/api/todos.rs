@@ -603,12 +603,9 @@ async fn a_read_only_token_can_list_but_not_create_todos() {
     let writer = user.login(&app).await;
     let todo = app.create_todo(&writer, "visible").await;
     let resp = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "todos:read"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("todos:read")
+        .send()
         .await;
     let reader = crate::helpers::access_token(resp).await;
     let path = format!("/todos/{}", todo["id"].as_str().unwrap());
@@ -641,12 +638,9 @@ async fn a_write_only_token_cannot_read_todos() {
     let app = spawn_app().await;
     let user = TestUser::generate().register(&app).await;
     let resp = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "todos:write"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("todos:write")
+        .send()
         .await;
     let writer = crate::helpers::access_token(resp).await;
 

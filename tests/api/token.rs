@@ -17,32 +17,7 @@ async fn user_with_key(app: &TestApp) -> (String, TestKey) {
     (token, key)
 }
 
-async fn token_request_with_basic(
-    app: &TestApp,
-    user: &str,
-    secret: &str,
-    form: &[(&str, &str)],
-) -> Response {
-    app.client
-        .post(app.url("/auth/token"))
-        .basic_auth(user, Some(secret))
-        .form(form)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Asserts a successful token response and returns its body.
-/// Exchanges `key` in the body, asking for `scope`.
-async fn exchange_asking(app: &TestApp, key: &TestKey, scope: &str) -> Response {
-    app.token_request(&[
-        ("grant_type", "client_credentials"),
-        ("client_secret", &key.key),
-        ("scope", scope),
-    ])
-    .await
-}
-
 async fn assert_issued(resp: Response, scope: &str) -> Value {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["cache-control"], "no-store");
@@ -101,10 +76,10 @@ async fn exchange_with_the_key_in_the_body_and_no_client_id_issues_a_token() {
 
     // Act
     let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_secret", &key.key),
-        ])
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .send()
         .await;
 
     // Assert
@@ -119,13 +94,12 @@ async fn exchange_by_http_basic_with_the_key_id_issues_a_token() {
     let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = token_request_with_basic(
-        &app,
-        &key.id,
-        &key.key,
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
+    let resp = app
+        .token_form()
+        .basic(&key.id, &key.key)
+        .grant("client_credentials")
+        .send()
+        .await;
 
     // Assert
     assert!(www_authenticate(&resp).is_none());
@@ -140,8 +114,12 @@ async fn exchange_by_http_basic_with_an_empty_user_name_issues_a_token() {
     let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp =
-        token_request_with_basic(&app, "", &key.key, &[("grant_type", "client_credentials")]).await;
+    let resp = app
+        .token_form()
+        .basic("", &key.key)
+        .grant("client_credentials")
+        .send()
+        .await;
 
     // Assert
     let body = assert_issued(resp, "todos:read todos:write").await;
@@ -155,17 +133,7 @@ async fn exchange_accepts_a_json_body() {
     let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = app
-        .client
-        .post(app.url("/auth/token"))
-        .json(&json!({
-            "grant_type": "client_credentials",
-            "client_id": key.id,
-            "client_secret": key.key,
-        }))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.exchange_form(&key.id, &key.key).json().send().await;
 
     // Assert
     assert_issued(resp, "todos:read todos:write").await;
@@ -176,20 +144,18 @@ async fn exchange_accepts_a_form_body_with_a_charset_parameter() {
     // Arrange
     let app = spawn_app().await;
     let (_, key) = user_with_key(&app).await;
-    let body = format!("grant_type=client_credentials&client_secret={}", key.key);
 
     // Act
     let resp = app
-        .client
-        .post(app.url("/auth/token"))
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
         .header(
             "content-type",
             "application/x-www-form-urlencoded; charset=UTF-8",
         )
-        .body(body)
         .send()
-        .await
-        .unwrap();
+        .await;
 
     // Assert
     assert_issued(resp, "todos:read todos:write").await;
@@ -204,7 +170,13 @@ async fn exchange_narrows_the_grant_to_the_scope_asked_for() {
     let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = exchange_asking(&app, &key, "todos:read").await;
+    let resp = app
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .scope("todos:read")
+        .send()
+        .await;
 
     // Assert
     let body = assert_issued(resp, "todos:read").await;
@@ -218,7 +190,13 @@ async fn exchange_treats_an_empty_scope_as_none_asked_for() {
     let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = exchange_asking(&app, &key, "").await;
+    let resp = app
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .scope("")
+        .send()
+        .await;
 
     // Assert
     assert_issued(resp, "todos:read todos:write").await;
@@ -231,7 +209,13 @@ async fn exchange_narrows_a_scope_beyond_the_key_to_what_the_key_holds() {
     let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = exchange_asking(&app, &key, "todos:read todos:write keys:manage admin").await;
+    let resp = app
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .scope("todos:read todos:write keys:manage admin")
+        .send()
+        .await;
 
     // Assert: RFC 6749 §3.3, the response names the narrower grant.
     assert_issued(resp, "todos:read todos:write").await;
@@ -244,7 +228,13 @@ async fn exchange_refuses_a_scope_the_key_holds_none_of_with_invalid_scope() {
     let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = exchange_asking(&app, &key, "keys:manage").await;
+    let resp = app
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .scope("keys:manage")
+        .send()
+        .await;
 
     // Assert
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
@@ -259,7 +249,13 @@ async fn exchange_rejects_an_unknown_scope_with_invalid_scope() {
     let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = exchange_asking(&app, &key, "todos:read todos:delete").await;
+    let resp = app
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .scope("todos:read todos:delete")
+        .send()
+        .await;
 
     // Assert
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
@@ -275,28 +271,19 @@ async fn login_narrows_the_grant_to_the_scope_asked_for_and_to_the_role() {
 
     // Act
     let narrowed = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "keys:manage"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("keys:manage")
+        .send()
         .await;
     let beyond = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "todos:read admin"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("todos:read admin")
+        .send()
         .await;
     let outside = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "admin"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("admin")
+        .send()
         .await;
 
     // Assert
@@ -363,13 +350,12 @@ async fn invalid_client_by_http_basic_carries_a_basic_challenge() {
     let wrong_id = uuid::Uuid::now_v7().to_string();
 
     // Act
-    let resp = token_request_with_basic(
-        &app,
-        &wrong_id,
-        &key.key,
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
+    let resp = app
+        .token_form()
+        .basic(&wrong_id, &key.key)
+        .grant("client_credentials")
+        .send()
+        .await;
 
     // Assert
     let challenge = www_authenticate(&resp).expect("a WWW-Authenticate header");
@@ -388,14 +374,12 @@ async fn invalid_client_by_basic_from_a_page_script_carries_no_challenge() {
 
     // Act
     let resp = app
-        .client
-        .post(app.url("/auth/token"))
-        .basic_auth(&wrong_id, Some(&key.key))
+        .token_form()
+        .basic(&wrong_id, &key.key)
         .header("X-Requested-With", "XMLHttpRequest")
-        .form(&[("grant_type", "client_credentials")])
+        .grant("client_credentials")
         .send()
-        .await
-        .unwrap();
+        .await;
 
     // Assert
     assert!(www_authenticate(&resp).is_none());
@@ -409,10 +393,10 @@ async fn invalid_client_in_the_body_carries_no_challenge() {
 
     // Act
     let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_secret", "lk_nope"),
-        ])
+        .token_form()
+        .grant("client_credentials")
+        .secret("lk_nope")
+        .send()
         .await;
 
     // Assert
@@ -426,9 +410,7 @@ async fn exchange_without_any_client_secret_is_invalid_client() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app
-        .token_request(&[("grant_type", "client_credentials")])
-        .await;
+    let resp = app.token_form().grant("client_credentials").send().await;
 
     // Assert
     assert!(www_authenticate(&resp).is_none());
@@ -444,10 +426,10 @@ async fn exchange_rejects_malformed_keys_with_invalid_client() {
     for secret in ["lk_nope", "not a key", "", well_shaped.as_str()] {
         // Act
         let resp = app
-            .token_request(&[
-                ("grant_type", "client_credentials"),
-                ("client_secret", secret),
-            ])
+            .token_form()
+            .grant("client_credentials")
+            .secret(secret)
+            .send()
             .await;
 
         // Assert
@@ -564,16 +546,13 @@ async fn exchange_rejects_a_secret_sent_both_by_basic_and_in_the_body_with_inval
     let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = token_request_with_basic(
-        &app,
-        &key.id,
-        &key.key,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_secret", &key.key),
-        ],
-    )
-    .await;
+    let resp = app
+        .token_form()
+        .basic(&key.id, &key.key)
+        .grant("client_credentials")
+        .secret(&key.key)
+        .send()
+        .await;
 
     // Assert
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
@@ -586,7 +565,7 @@ async fn token_request_without_grant_type_is_invalid_request() {
     let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = app.token_request(&[("client_secret", &key.key)]).await;
+    let resp = app.token_form().secret(&key.key).send().await;
 
     // Assert
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
@@ -599,7 +578,7 @@ async fn token_request_with_an_empty_grant_type_is_invalid_request() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app.token_request(&[("grant_type", "")]).await;
+    let resp = app.token_form().grant("").send().await;
 
     // Assert
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
@@ -612,7 +591,10 @@ async fn token_request_with_an_unknown_grant_type_is_unsupported_grant_type() {
 
     // Act
     let resp = app
-        .token_request(&[("grant_type", "authorization_code"), ("code", "abc")])
+        .token_form()
+        .grant("authorization_code")
+        .field("code", "abc")
+        .send()
         .await;
 
     // Assert
@@ -627,16 +609,12 @@ async fn token_request_with_a_text_plain_body_is_invalid_request() {
 
     // Act
     let resp = app
-        .client
-        .post(app.url("/auth/token"))
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
         .header("content-type", "text/plain")
-        .body(format!(
-            "grant_type=client_credentials&client_secret={}",
-            key.key
-        ))
         .send()
-        .await
-        .unwrap();
+        .await;
 
     // Assert
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
@@ -679,7 +657,10 @@ async fn login_without_a_password_is_invalid_request() {
 
     // Act
     let resp = app
-        .token_request(&[("grant_type", "password"), ("username", &user.email)])
+        .token_form()
+        .grant("password")
+        .username(&user.email)
+        .send()
         .await;
 
     // Assert
@@ -745,7 +726,10 @@ async fn an_unknown_grant_type_is_named_before_the_scope_is_looked_at() {
 
     // Act: what an importer's placeholder request sends.
     let resp = app
-        .token_request(&[("grant_type", "<string>"), ("scope", "<string>")])
+        .token_form()
+        .grant("<string>")
+        .scope("<string>")
+        .send()
         .await;
 
     // Assert
