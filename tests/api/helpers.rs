@@ -12,6 +12,8 @@ use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery";
 
+// ---- the app ----
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
@@ -106,108 +108,11 @@ impl TestApp {
     pub fn db_path(&self) -> PathBuf {
         self.config.data_dir.join("latchkey.db")
     }
+}
 
-    // ---- accounts ----
+// ---- requests ----
 
-    pub async fn register(&self, email: &str, password: &str) -> Response {
-        self.request(Method::POST, "/users", None)
-            .json(&json!({ "email": email, "password": password }))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Creates an admin the way `latchkey admin create` does.
-    pub async fn create_admin(&self, email: &str) -> Uuid {
-        latchkey::accounts::create(&self.db, email, PASSWORD.into(), Role::Admin)
-            .await
-            .expect("the admin is created")
-            .id
-    }
-
-    /// A new admin, made as `latchkey admin create` makes one, logged in with
-    /// every scope, `admin` included.
-    pub async fn admin(&self) -> TestAdmin {
-        let email = format!("admin-{}@example.com", Uuid::now_v7().simple());
-        let id = self.create_admin(&email).await;
-        let token = self.login(&email).await;
-        TestAdmin { id, email, token }
-    }
-
-    /// A new user's login token, with every scope of the `user` role
-    /// (`todos:read todos:write keys:manage`).
-    pub async fn user_token(&self) -> String {
-        TestUser::generate().register(self).await.login(self).await
-    }
-
-    // ---- tokens ----
-
-    /// A request to the token endpoint with nothing in it yet.
-    pub fn token_form(&self) -> TokenForm<'_> {
-        TokenForm {
-            app: self,
-            fields: Vec::new(),
-            basic: None,
-            headers: Vec::new(),
-            json: false,
-        }
-    }
-
-    /// A password-grant login, to which a test may add a scope.
-    pub fn login_form(&self, email: &str, password: &str) -> TokenForm<'_> {
-        self.token_form()
-            .grant("password")
-            .username(email)
-            .password(password)
-    }
-
-    /// A client-credentials exchange with the key and its id in the body.
-    pub fn exchange_form(&self, key_id: &str, key: &str) -> TokenForm<'_> {
-        self.token_form()
-            .grant("client_credentials")
-            .client_id(key_id)
-            .secret(key)
-    }
-
-    pub async fn login_response(&self, email: &str, password: &str) -> Response {
-        self.login_form(email, password).send().await
-    }
-
-    pub async fn login(&self, email: &str) -> String {
-        access_token(self.login_response(email, PASSWORD).await).await
-    }
-
-    pub async fn exchange_response(&self, key_id: &str, key: &str) -> Response {
-        self.exchange_form(key_id, key).send().await
-    }
-
-    pub async fn exchange(&self, key: &TestKey) -> String {
-        access_token(self.exchange_response(&key.id, &key.key).await).await
-    }
-
-    // ---- keys ----
-
-    pub async fn create_key_response(&self, token: &str, body: Value) -> Response {
-        self.request(Method::POST, "/keys", Some(token))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn create_key(&self, token: &str, body: Value) -> TestKey {
-        let resp = self.create_key_response(token, body).await;
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        let body: Value = resp.json().await.unwrap();
-        TestKey {
-            id: body["id"].as_str().unwrap().to_owned(),
-            key: body["key"].as_str().unwrap().to_owned(),
-            body,
-        }
-    }
-
-    // ---- generic calls ----
-
+impl TestApp {
     /// A request to `path`, with `token` as its bearer if there is one, for
     /// tests that set the body or headers themselves.
     pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
@@ -252,29 +157,41 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
 
-    pub async fn create_todo(&self, token: &str, title: &str) -> Value {
-        let resp = self.post(token, "/todos", json!({ "title": title })).await;
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        resp.json().await.unwrap()
+// ---- accounts ----
+
+impl TestApp {
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.request(Method::POST, "/users", None)
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap()
     }
-}
 
-/// The titles on a page of `GET /todos`, in its order.
-pub fn titles(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .expect("a page has items")
-        .iter()
-        .map(|t| t["title"].as_str().unwrap().to_owned())
-        .collect()
-}
+    /// Creates an admin the way `latchkey admin create` does.
+    pub async fn create_admin(&self, email: &str) -> Uuid {
+        latchkey::accounts::create(&self.db, email, PASSWORD.into(), Role::Admin)
+            .await
+            .expect("the admin is created")
+            .id
+    }
 
-/// A key as `POST /keys` returned it.
-pub struct TestKey {
-    pub id: String,
-    pub key: String,
-    pub body: Value,
+    /// A new admin, made as `latchkey admin create` makes one, logged in with
+    /// every scope, `admin` included.
+    pub async fn admin(&self) -> TestAdmin {
+        let email = format!("admin-{}@example.com", Uuid::now_v7().simple());
+        let id = self.create_admin(&email).await;
+        let token = self.login(&email).await;
+        TestAdmin { id, email, token }
+    }
+
+    /// A new user's login token, with every scope of the `user` role
+    /// (`todos:read todos:write keys:manage`).
+    pub async fn user_token(&self) -> String {
+        TestUser::generate().register(self).await.login(self).await
+    }
 }
 
 /// Credentials for an account that does not exist yet.
@@ -328,6 +245,53 @@ pub struct TestAdmin {
     pub id: Uuid,
     pub email: String,
     pub token: String,
+}
+
+// ---- tokens ----
+
+impl TestApp {
+    /// A request to the token endpoint with nothing in it yet.
+    pub fn token_form(&self) -> TokenForm<'_> {
+        TokenForm {
+            app: self,
+            fields: Vec::new(),
+            basic: None,
+            headers: Vec::new(),
+            json: false,
+        }
+    }
+
+    /// A password-grant login, to which a test may add a scope.
+    pub fn login_form(&self, email: &str, password: &str) -> TokenForm<'_> {
+        self.token_form()
+            .grant("password")
+            .username(email)
+            .password(password)
+    }
+
+    /// A client-credentials exchange with the key and its id in the body.
+    pub fn exchange_form(&self, key_id: &str, key: &str) -> TokenForm<'_> {
+        self.token_form()
+            .grant("client_credentials")
+            .client_id(key_id)
+            .secret(key)
+    }
+
+    pub async fn login_response(&self, email: &str, password: &str) -> Response {
+        self.login_form(email, password).send().await
+    }
+
+    pub async fn login(&self, email: &str) -> String {
+        access_token(self.login_response(email, PASSWORD).await).await
+    }
+
+    pub async fn exchange_response(&self, key_id: &str, key: &str) -> Response {
+        self.exchange_form(key_id, key).send().await
+    }
+
+    pub async fn exchange(&self, key: &TestKey) -> String {
+        access_token(self.exchange_response(&key.id, &key.key).await).await
+    }
 }
 
 /// A `POST /auth/token` request, built up field by field in the order sent.
@@ -422,6 +386,16 @@ pub async fn access_token(resp: Response) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// Asserts an RFC 6749 §5.2 error response and returns its body.
+pub async fn assert_oauth_error(resp: Response, status: StatusCode, error: &str) -> Value {
+    assert_eq!(resp.status(), status);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], error, "{body}");
+    assert!(!body["error_description"].as_str().unwrap().is_empty());
+    body
+}
+
 /// A token's header and claims, read without verifying anything.
 pub fn jwt_parts(token: &str) -> (Value, Value) {
     let segments: Vec<&str> = token.split('.').collect();
@@ -439,6 +413,58 @@ pub fn kid_of(token: &str) -> String {
         .kid
         .expect("tokens carry a kid")
 }
+
+// ---- keys ----
+
+impl TestApp {
+    pub async fn create_key_response(&self, token: &str, body: Value) -> Response {
+        self.request(Method::POST, "/keys", Some(token))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn create_key(&self, token: &str, body: Value) -> TestKey {
+        let resp = self.create_key_response(token, body).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let body: Value = resp.json().await.unwrap();
+        TestKey {
+            id: body["id"].as_str().unwrap().to_owned(),
+            key: body["key"].as_str().unwrap().to_owned(),
+            body,
+        }
+    }
+}
+
+/// A key as `POST /keys` returned it.
+pub struct TestKey {
+    pub id: String,
+    pub key: String,
+    pub body: Value,
+}
+
+// ---- todos ----
+
+impl TestApp {
+    pub async fn create_todo(&self, token: &str, title: &str) -> Value {
+        let resp = self.post(token, "/todos", json!({ "title": title })).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        resp.json().await.unwrap()
+    }
+}
+
+/// The titles on a page of `GET /todos`, in its order.
+pub fn titles(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("a page has items")
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+// ---- problems and challenges ----
 
 /// Asserts an RFC 9457 problem response and returns its body.
 pub async fn assert_problem(resp: Response, status: StatusCode) -> Value {
@@ -478,16 +504,6 @@ pub fn field_errors(problem: &Value) -> Vec<String> {
             e["field"].as_str().unwrap().to_owned()
         })
         .collect()
-}
-
-/// Asserts an RFC 6749 §5.2 error response and returns its body.
-pub async fn assert_oauth_error(resp: Response, status: StatusCode, error: &str) -> Value {
-    assert_eq!(resp.status(), status);
-    assert_eq!(resp.headers()["cache-control"], "no-store");
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"], error, "{body}");
-    assert!(!body["error_description"].as_str().unwrap().is_empty());
-    body
 }
 
 pub fn www_authenticate(resp: &Response) -> Option<String> {
