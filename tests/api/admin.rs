@@ -3,45 +3,14 @@
 
 use std::collections::HashSet;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_oauth_error, assert_problem, spawn_app, www_authenticate, TestApp, TestUser,
+    access_token, assert_oauth_error, assert_problem, field_errors, spawn_app, www_authenticate,
+    TestUser, PASSWORD,
 };
-
-fn admin_email() -> String {
-    format!("admin-{}@example.com", Uuid::now_v7().simple())
-}
-
-/// An admin account, created as `latchkey admin create` does, and a token
-/// from its password login (every scope, `admin` included).
-async fn admin_token(app: &TestApp) -> (Uuid, String) {
-    let email = admin_email();
-    let id = app.create_admin(&email).await;
-    (id, app.login(&email).await)
-}
-
-/// The id `POST /users` gave a freshly registered user, found through the
-/// admin listing.
-async fn user_id(app: &TestApp, admin: &str, email: &str) -> String {
-    let page: Value = app
-        .get(admin, "/admin/users?limit=100")
-        .await
-        .json()
-        .await
-        .unwrap();
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["email"] == email)
-        .unwrap_or_else(|| panic!("{email} is listed"))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 fn scope_set(scope: &str) -> HashSet<&str> {
     scope.split(' ').filter(|s| !s.is_empty()).collect()
@@ -57,10 +26,8 @@ fn admin_challenge() -> &'static str {
 async fn list_users_pages_through_every_account() {
     // Arrange
     let app = spawn_app().await;
-    let admin_email = admin_email();
-    app.create_admin(&admin_email).await;
-    let admin = app.login(&admin_email).await;
-    let mut expected = vec![admin_email];
+    let admin = app.admin().await;
+    let mut expected = vec![admin.email];
     for _ in 0..4 {
         expected.push(TestUser::generate().register(&app).await.email);
     }
@@ -70,7 +37,7 @@ async fn list_users_pages_through_every_account() {
     let mut pages = 0;
     let mut query = "?limit=2".to_owned();
     loop {
-        let resp = app.get(&admin, &format!("/admin/users{query}")).await;
+        let resp = app.get(&admin.token, &format!("/admin/users{query}")).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let page: Value = resp.json().await.unwrap();
         pages += 1;
@@ -96,11 +63,11 @@ async fn list_users_pages_through_every_account() {
 async fn list_users_shows_roles_and_never_password_hashes() {
     // Arrange
     let app = spawn_app().await;
-    let (admin_id, admin) = admin_token(&app).await;
+    let admin = app.admin().await;
     let user = TestUser::generate().register(&app).await;
 
     // Act
-    let resp = app.get(&admin, "/admin/users").await;
+    let resp = app.get(&admin.token, "/admin/users").await;
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
@@ -110,7 +77,7 @@ async fn list_users_shows_roles_and_never_password_hashes() {
     let page: Value = serde_json::from_str(&text).unwrap();
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
-    assert_eq!(items[0]["id"], admin_id.to_string());
+    assert_eq!(items[0]["id"], admin.id.to_string());
     assert_eq!(items[0]["role"], "admin");
     assert_eq!(items[1]["email"], user.email);
     assert_eq!(items[1]["role"], "user");
@@ -122,7 +89,7 @@ async fn list_users_shows_roles_and_never_password_hashes() {
 async fn list_users_rejects_a_bad_limit_or_cursor_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let (_, admin) = admin_token(&app).await;
+    let admin = app.admin().await.token;
 
     // Act
     let limit = app.get(&admin, "/admin/users?limit=101").await;
@@ -130,31 +97,37 @@ async fn list_users_rejects_a_bad_limit_or_cursor_with_422() {
 
     // Assert
     let problem = assert_problem(limit, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(problem["errors"][0]["field"], "limit");
+    assert_eq!(field_errors(&problem), ["limit"]);
     let problem = assert_problem(cursor, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(problem["errors"][0]["field"], "cursor");
+    assert_eq!(field_errors(&problem), ["cursor"]);
 }
 
 #[tokio::test]
 async fn a_user_without_the_admin_scope_gets_403_insufficient_scope() {
     // Arrange
     let app = spawn_app().await;
-    let (admin_id, _) = admin_token(&app).await;
-    let user = TestUser::generate().register(&app).await.login(&app).await;
+    let admin = app.admin().await;
+    let user = app.user_token().await;
+    let bearer = Some(user.as_str());
     let requests = [
-        app.client.get(app.url("/admin/users")),
-        app.client
-            .patch(app.url(&format!("/admin/users/{admin_id}")))
+        app.request(Method::GET, "/admin/users", bearer),
+        app.request(Method::PATCH, &format!("/admin/users/{}", admin.id), bearer)
             .json(&json!({ "role": "user" })),
-        app.client
-            .get(app.url(&format!("/admin/users/{admin_id}/keys"))),
-        app.client
-            .delete(app.url(&format!("/admin/keys/{}", Uuid::now_v7()))),
+        app.request(
+            Method::GET,
+            &format!("/admin/users/{}/keys", admin.id),
+            bearer,
+        ),
+        app.request(
+            Method::DELETE,
+            &format!("/admin/keys/{}", Uuid::now_v7()),
+            bearer,
+        ),
     ];
 
     for request in requests {
         // Act
-        let resp = request.bearer_auth(&user).send().await.unwrap();
+        let resp = request.send().await.unwrap();
 
         // Assert
         assert_eq!(www_authenticate(&resp).as_deref(), Some(admin_challenge()));
@@ -167,17 +140,13 @@ async fn a_user_without_the_admin_scope_gets_403_insufficient_scope() {
 async fn an_admin_token_without_the_admin_scope_gets_403() {
     // Arrange
     let app = spawn_app().await;
-    let email = admin_email();
-    app.create_admin(&email).await;
+    let admin = app.admin().await;
     let resp = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &email),
-            ("password", crate::helpers::PASSWORD),
-            ("scope", "todos:read keys:manage"),
-        ])
+        .login_form(&admin.email, PASSWORD)
+        .scope("todos:read keys:manage")
+        .send()
         .await;
-    let narrowed = crate::helpers::access_token(resp).await;
+    let narrowed = access_token(resp).await;
 
     // Act
     let resp = app.get(&narrowed, "/admin/users").await;
@@ -209,10 +178,9 @@ async fn admin_endpoints_without_a_token_are_401() {
 async fn patch_user_changes_role_and_disabled_and_returns_the_account() {
     // Arrange
     let app = spawn_app().await;
-    let (_, admin) = admin_token(&app).await;
+    let admin = app.admin().await.token;
     let user = TestUser::generate().register(&app).await;
-    let id = user_id(&app, &admin, &user.email).await;
-    let path = format!("/admin/users/{id}");
+    let path = format!("/admin/users/{}", user.id);
 
     // Act
     let promoted = app.patch(&admin, &path, json!({ "role": "admin" })).await;
@@ -223,7 +191,7 @@ async fn patch_user_changes_role_and_disabled_and_returns_the_account() {
     let disabled: Value = disabled.json().await.unwrap();
 
     // Assert
-    assert_eq!(promoted["id"], id);
+    assert_eq!(promoted["id"], user.id.to_string());
     assert_eq!(promoted["email"], user.email);
     assert_eq!(promoted["role"], "admin");
     assert_eq!(promoted["disabled"], false);
@@ -239,13 +207,13 @@ async fn patch_user_changes_role_and_disabled_and_returns_the_account() {
 async fn disabling_a_user_stops_their_keys_exchanging_at_once() {
     // Arrange
     let app = spawn_app().await;
-    let (_, admin) = admin_token(&app).await;
+    let admin = app.admin().await.token;
     let user = TestUser::generate().register(&app).await;
     let key = app
         .create_key(&user.login(&app).await, json!({ "name": "ci" }))
         .await;
     app.exchange(&key).await;
-    let id = user_id(&app, &admin, &user.email).await;
+    let id = user.id;
 
     // Act
     let resp = app
@@ -277,7 +245,7 @@ async fn disabling_a_user_stops_their_keys_exchanging_at_once() {
 async fn patch_an_unknown_user_is_404() {
     // Arrange
     let app = spawn_app().await;
-    let (_, admin) = admin_token(&app).await;
+    let admin = app.admin().await.token;
 
     // Act
     let resp = app
@@ -296,15 +264,14 @@ async fn patch_an_unknown_user_is_404() {
 async fn patch_user_with_an_unknown_role_is_a_400_problem() {
     // Arrange
     let app = spawn_app().await;
-    let (_, admin) = admin_token(&app).await;
+    let admin = app.admin().await.token;
     let user = TestUser::generate().register(&app).await;
-    let id = user_id(&app, &admin, &user.email).await;
 
     // Act
     let resp = app
         .patch(
             &admin,
-            &format!("/admin/users/{id}"),
+            &format!("/admin/users/{}", user.id),
             json!({ "role": "superuser" }),
         )
         .await;
@@ -319,8 +286,8 @@ async fn patch_user_with_an_unknown_role_is_a_400_problem() {
 async fn the_last_active_admin_cannot_demote_or_disable_themselves() {
     // Arrange
     let app = spawn_app().await;
-    let (id, admin) = admin_token(&app).await;
-    let path = format!("/admin/users/{id}");
+    let admin = app.admin().await;
+    let path = format!("/admin/users/{}", admin.id);
 
     for body in [
         json!({ "role": "user" }),
@@ -328,7 +295,7 @@ async fn the_last_active_admin_cannot_demote_or_disable_themselves() {
         json!({ "role": "user", "disabled": true }),
     ] {
         // Act
-        let resp = app.patch(&admin, &path, body.clone()).await;
+        let resp = app.patch(&admin.token, &path, body.clone()).await;
 
         // Assert
         let problem = assert_problem(resp, StatusCode::CONFLICT).await;
@@ -337,12 +304,21 @@ async fn the_last_active_admin_cannot_demote_or_disable_themselves() {
             "{body}: {problem}"
         );
     }
-    let page: Value = app.get(&admin, "/admin/users").await.json().await.unwrap();
+    let page: Value = app
+        .get(&admin.token, "/admin/users")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["items"][0]["role"], "admin");
     assert_eq!(page["items"][0]["disabled"], false);
     // A no-op change of the last admin is fine.
     let resp = app
-        .patch(&admin, &path, json!({ "role": "admin", "disabled": false }))
+        .patch(
+            &admin.token,
+            &path,
+            json!({ "role": "admin", "disabled": false }),
+        )
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
@@ -351,12 +327,12 @@ async fn the_last_active_admin_cannot_demote_or_disable_themselves() {
 async fn a_disabled_second_admin_does_not_count_as_an_active_admin() {
     // Arrange
     let app = spawn_app().await;
-    let (first, admin) = admin_token(&app).await;
-    let (second, _) = admin_token(&app).await;
+    let first = app.admin().await;
+    let second = app.admin().await;
     let resp = app
         .patch(
-            &admin,
-            &format!("/admin/users/{second}"),
+            &first.token,
+            &format!("/admin/users/{}", second.id),
             json!({ "disabled": true }),
         )
         .await;
@@ -365,8 +341,8 @@ async fn a_disabled_second_admin_does_not_count_as_an_active_admin() {
     // Act
     let resp = app
         .patch(
-            &admin,
-            &format!("/admin/users/{first}"),
+            &first.token,
+            &format!("/admin/users/{}", first.id),
             json!({ "role": "user" }),
         )
         .await;
@@ -379,14 +355,14 @@ async fn a_disabled_second_admin_does_not_count_as_an_active_admin() {
 async fn with_two_admins_one_can_demote_the_other_but_not_then_itself() {
     // Arrange
     let app = spawn_app().await;
-    let (first, first_token) = admin_token(&app).await;
-    let (second, _) = admin_token(&app).await;
+    let first = app.admin().await;
+    let second = app.admin().await;
 
     // Act
     let resp = app
         .patch(
-            &first_token,
-            &format!("/admin/users/{second}"),
+            &first.token,
+            &format!("/admin/users/{}", second.id),
             json!({ "role": "user" }),
         )
         .await;
@@ -394,13 +370,13 @@ async fn with_two_admins_one_can_demote_the_other_but_not_then_itself() {
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["id"], second.to_string());
+    assert_eq!(body["id"], second.id.to_string());
     assert_eq!(body["role"], "user");
     // The first is now the last admin.
     let resp = app
         .patch(
-            &first_token,
-            &format!("/admin/users/{first}"),
+            &first.token,
+            &format!("/admin/users/{}", first.id),
             json!({ "role": "user" }),
         )
         .await;
@@ -408,14 +384,7 @@ async fn with_two_admins_one_can_demote_the_other_but_not_then_itself() {
     // The demoted admin's token still says admin until it expires (no lookup
     // per request: the design's trade), but a new login does not.
     let email = body["email"].as_str().unwrap();
-    let resp = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", email),
-            ("password", crate::helpers::PASSWORD),
-            ("scope", "admin"),
-        ])
-        .await;
+    let resp = app.login_form(email, PASSWORD).scope("admin").send().await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
     let fresh = app.login(email).await;
     let resp = app.get(&fresh, "/admin/users").await;
@@ -428,7 +397,7 @@ async fn with_two_admins_one_can_demote_the_other_but_not_then_itself() {
 async fn list_user_keys_shows_that_user_s_keys_without_plaintext() {
     // Arrange
     let app = spawn_app().await;
-    let (_, admin) = admin_token(&app).await;
+    let admin = app.admin().await.token;
     let owner = TestUser::generate().register(&app).await;
     let owner_token = owner.login(&app).await;
     let first = app
@@ -441,12 +410,13 @@ async fn list_user_keys_shows_that_user_s_keys_without_plaintext() {
         )
         .await;
     // Someone else's key must not show up.
-    let other = TestUser::generate().register(&app).await.login(&app).await;
+    let other = app.user_token().await;
     let others_key = app.create_key(&other, json!({ "name": "other" })).await;
-    let id = user_id(&app, &admin, &owner.email).await;
 
     // Act
-    let resp = app.get(&admin, &format!("/admin/users/{id}/keys")).await;
+    let resp = app
+        .get(&admin, &format!("/admin/users/{}/keys", owner.id))
+        .await;
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
@@ -472,7 +442,7 @@ async fn list_user_keys_shows_that_user_s_keys_without_plaintext() {
 async fn list_user_keys_for_an_unknown_user_is_404() {
     // Arrange
     let app = spawn_app().await;
-    let (_, admin) = admin_token(&app).await;
+    let admin = app.admin().await.token;
 
     // Act
     let resp = app
@@ -487,11 +457,11 @@ async fn list_user_keys_for_an_unknown_user_is_404() {
 async fn list_user_keys_for_a_user_without_keys_is_empty() {
     // Arrange
     let app = spawn_app().await;
-    let (admin_id, admin) = admin_token(&app).await;
+    let admin = app.admin().await;
 
     // Act
     let resp = app
-        .get(&admin, &format!("/admin/users/{admin_id}/keys"))
+        .get(&admin.token, &format!("/admin/users/{}/keys", admin.id))
         .await;
 
     // Assert
@@ -503,7 +473,7 @@ async fn list_user_keys_for_a_user_without_keys_is_empty() {
 async fn admin_revoke_key_is_204_twice_and_the_key_stops_exchanging() {
     // Arrange
     let app = spawn_app().await;
-    let (_, admin) = admin_token(&app).await;
+    let admin = app.admin().await.token;
     let owner = TestUser::generate().register(&app).await;
     let key = app
         .create_key(&owner.login(&app).await, json!({ "name": "leaked" }))
@@ -522,9 +492,8 @@ async fn admin_revoke_key_is_204_twice_and_the_key_stops_exchanging() {
     let exchange = app.exchange_response(&key.id, &key.key).await;
     assert_oauth_error(exchange, StatusCode::UNAUTHORIZED, "invalid_client").await;
     // The row stays, with its revocation time.
-    let id = user_id(&app, &admin, &owner.email).await;
     let keys: Value = app
-        .get(&admin, &format!("/admin/users/{id}/keys"))
+        .get(&admin, &format!("/admin/users/{}/keys", owner.id))
         .await
         .json()
         .await
@@ -537,7 +506,7 @@ async fn admin_revoke_key_is_204_twice_and_the_key_stops_exchanging() {
 async fn admin_revoke_of_an_unknown_key_is_404() {
     // Arrange
     let app = spawn_app().await;
-    let (_, admin) = admin_token(&app).await;
+    let admin = app.admin().await.token;
 
     // Act
     let resp = app
@@ -552,13 +521,11 @@ async fn admin_revoke_of_an_unknown_key_is_404() {
 async fn a_demoted_admin_s_key_no_longer_grants_the_admin_scope() {
     // Arrange
     let app = spawn_app().await;
-    let (_, first) = admin_token(&app).await;
-    let second_email = admin_email();
-    let second = app.create_admin(&second_email).await;
-    let second_token = app.login(&second_email).await;
+    let first = app.admin().await.token;
+    let second = app.admin().await;
     let key = app
         .create_key(
-            &second_token,
+            &second.token,
             json!({ "name": "ops", "scopes": ["admin", "todos:read"] }),
         )
         .await;
@@ -574,7 +541,7 @@ async fn a_demoted_admin_s_key_no_longer_grants_the_admin_scope() {
     let resp = app
         .patch(
             &first,
-            &format!("/admin/users/{second}"),
+            &format!("/admin/users/{}", second.id),
             json!({ "role": "user" }),
         )
         .await;
@@ -594,12 +561,9 @@ async fn a_demoted_admin_s_key_no_longer_grants_the_admin_scope() {
     assert_problem(resp, StatusCode::FORBIDDEN).await;
     // Asking for the lost scope explicitly is refused.
     let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &key.id),
-            ("client_secret", &key.key),
-            ("scope", "admin"),
-        ])
+        .exchange_form(&key.id, &key.key)
+        .scope("admin")
+        .send()
         .await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
 }

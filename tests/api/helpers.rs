@@ -2,8 +2,9 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use latchkey::{config::Config, db::Db, domain::scopes::Role, App};
-use reqwest::{Client, Response, StatusCode};
+use reqwest::{header::HeaderValue, Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{sqlite::SqliteConnectOptions, SqlitePool};
 use tempfile::TempDir;
@@ -11,6 +12,8 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery";
+
+// ---- the app ----
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -116,12 +119,62 @@ impl TestApp {
     pub fn db_path(&self) -> PathBuf {
         self.config.data_dir.join("latchkey.db")
     }
+}
 
-    // ---- accounts ----
+// ---- requests ----
 
+impl TestApp {
+    /// A request to `path`, with `token` as its bearer if there is one, for
+    /// tests that set the body or headers themselves.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// A request without credentials.
+    pub async fn get_public(&self, path: &str) -> Response {
+        self.request(Method::GET, path, None).send().await.unwrap()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Response {
+        self.request(Method::GET, path, Some(token))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path, Some(token))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, token: &str, path: &str, body: Value) -> Response {
+        self.request(Method::PATCH, path, Some(token))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, token: &str, path: &str) -> Response {
+        self.request(Method::DELETE, path, Some(token))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+// ---- accounts ----
+
+impl TestApp {
     pub async fn register(&self, email: &str, password: &str) -> Response {
-        self.client
-            .post(self.url("/users"))
+        self.request(Method::POST, "/users", None)
             .json(&json!({ "email": email, "password": password }))
             .send()
             .await
@@ -136,24 +189,107 @@ impl TestApp {
             .id
     }
 
-    // ---- tokens ----
+    /// A new admin, made as `latchkey admin create` makes one, logged in with
+    /// every scope, `admin` included.
+    pub async fn admin(&self) -> TestAdmin {
+        let email = format!("admin-{}@example.com", Uuid::now_v7().simple());
+        let id = self.create_admin(&email).await;
+        let token = self.login(&email).await;
+        TestAdmin { id, email, token }
+    }
 
-    pub async fn token_request(&self, form: &[(&str, &str)]) -> Response {
-        self.client
-            .post(self.url("/auth/token"))
-            .form(form)
-            .send()
-            .await
-            .unwrap()
+    /// A new user's login token, with every scope of the `user` role
+    /// (`todos:read todos:write keys:manage`).
+    pub async fn user_token(&self) -> String {
+        TestUser::generate().register(self).await.login(self).await
+    }
+}
+
+/// Credentials for an account that does not exist yet.
+pub struct NewUser {
+    pub email: String,
+    pub password: String,
+}
+
+impl NewUser {
+    /// Registers through `POST /users`, as a client would.
+    pub async fn register(self, app: &TestApp) -> TestUser {
+        let resp = app.register(&self.email, &self.password).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let body: Value = resp.json().await.unwrap();
+        let id = body["id"]
+            .as_str()
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .unwrap_or_else(|| panic!("a new account has a UUID: {body}"));
+        TestUser {
+            id,
+            email: self.email,
+            password: self.password,
+        }
+    }
+}
+
+/// A registered user who can log in.
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub password: String,
+}
+
+impl TestUser {
+    /// A new email each call, so one app can hold as many users as a test needs.
+    pub fn generate() -> NewUser {
+        NewUser {
+            email: format!("user-{}@example.com", Uuid::now_v7().simple()),
+            password: PASSWORD.into(),
+        }
+    }
+
+    pub async fn login(&self, app: &TestApp) -> String {
+        access_token(app.login_response(&self.email, &self.password).await).await
+    }
+}
+
+/// An admin account, whose password is [`PASSWORD`], and a token from its
+/// login.
+pub struct TestAdmin {
+    pub id: Uuid,
+    pub email: String,
+    pub token: String,
+}
+
+// ---- tokens ----
+
+impl TestApp {
+    /// A request to the token endpoint with nothing in it yet.
+    pub fn token_form(&self) -> TokenForm<'_> {
+        TokenForm {
+            app: self,
+            fields: Vec::new(),
+            basic: None,
+            headers: Vec::new(),
+            json: false,
+        }
+    }
+
+    /// A password-grant login, to which a test may add a scope.
+    pub fn login_form(&self, email: &str, password: &str) -> TokenForm<'_> {
+        self.token_form()
+            .grant("password")
+            .username(email)
+            .password(password)
+    }
+
+    /// A client-credentials exchange with the key and its id in the body.
+    pub fn exchange_form(&self, key_id: &str, key: &str) -> TokenForm<'_> {
+        self.token_form()
+            .grant("client_credentials")
+            .client_id(key_id)
+            .secret(key)
     }
 
     pub async fn login_response(&self, email: &str, password: &str) -> Response {
-        self.token_request(&[
-            ("grant_type", "password"),
-            ("username", email),
-            ("password", password),
-        ])
-        .await
+        self.login_form(email, password).send().await
     }
 
     pub async fn login(&self, email: &str) -> String {
@@ -161,24 +297,139 @@ impl TestApp {
     }
 
     pub async fn exchange_response(&self, key_id: &str, key: &str) -> Response {
-        self.token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", key_id),
-            ("client_secret", key),
-        ])
-        .await
+        self.exchange_form(key_id, key).send().await
     }
 
     pub async fn exchange(&self, key: &TestKey) -> String {
         access_token(self.exchange_response(&key.id, &key.key).await).await
     }
+}
 
-    // ---- keys ----
+/// A `POST /auth/token` request, built up field by field in the order sent.
+pub struct TokenForm<'a> {
+    app: &'a TestApp,
+    fields: Vec<(&'static str, String)>,
+    basic: Option<(String, String)>,
+    headers: Vec<(&'static str, String)>,
+    json: bool,
+}
 
+impl TokenForm<'_> {
+    pub fn grant(self, grant_type: &str) -> Self {
+        self.field("grant_type", grant_type)
+    }
+
+    pub fn client_id(self, client_id: &str) -> Self {
+        self.field("client_id", client_id)
+    }
+
+    pub fn secret(self, client_secret: &str) -> Self {
+        self.field("client_secret", client_secret)
+    }
+
+    pub fn username(self, username: &str) -> Self {
+        self.field("username", username)
+    }
+
+    pub fn password(self, password: &str) -> Self {
+        self.field("password", password)
+    }
+
+    pub fn scope(self, scope: &str) -> Self {
+        self.field("scope", scope)
+    }
+
+    /// A field no other method names, such as another grant's `code`.
+    pub fn field(mut self, name: &'static str, value: &str) -> Self {
+        self.fields.push((name, value.to_owned()));
+        self
+    }
+
+    /// Client credentials in an `Authorization: Basic` header.
+    pub fn basic(mut self, client_id: &str, client_secret: &str) -> Self {
+        self.basic = Some((client_id.to_owned(), client_secret.to_owned()));
+        self
+    }
+
+    /// A header to send as well; a `content-type` replaces the body's own.
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    /// Sends the fields as a JSON object instead of a form.
+    pub fn json(mut self) -> Self {
+        self.json = true;
+        self
+    }
+
+    pub async fn send(self) -> Response {
+        let mut request = self.app.request(Method::POST, "/auth/token", None);
+        if let Some((client_id, client_secret)) = &self.basic {
+            request = request.basic_auth(client_id, Some(client_secret));
+        }
+        let mut request = if self.json {
+            let object: serde_json::Map<String, Value> = self
+                .fields
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), Value::String(value)))
+                .collect();
+            request.json(&object)
+        } else {
+            request.form(&self.fields)
+        }
+        .build()
+        .unwrap();
+        // Set on the built request, where a header replaces the one the body
+        // brought instead of being sent beside it.
+        for (name, value) in self.headers {
+            request
+                .headers_mut()
+                .insert(name, HeaderValue::from_str(&value).unwrap());
+        }
+        self.app.client.execute(request).await.unwrap()
+    }
+}
+
+pub async fn access_token(resp: Response) -> String {
+    assert_eq!(resp.status(), StatusCode::OK, "token request failed");
+    let body: Value = resp.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Asserts an RFC 6749 §5.2 error response and returns its body.
+pub async fn assert_oauth_error(resp: Response, status: StatusCode, error: &str) -> Value {
+    assert_eq!(resp.status(), status);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], error, "{body}");
+    assert!(!body["error_description"].as_str().unwrap().is_empty());
+    body
+}
+
+/// A token's header and claims, read without verifying anything.
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    let segments: Vec<&str> = token.split('.').collect();
+    assert_eq!(segments.len(), 3, "a JWT: {token}");
+    (decode_segment(segments[0]), decode_segment(segments[1]))
+}
+
+fn decode_segment(segment: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+}
+
+pub fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .unwrap()
+        .kid
+        .expect("tokens carry a kid")
+}
+
+// ---- keys ----
+
+impl TestApp {
     pub async fn create_key_response(&self, token: &str, body: Value) -> Response {
-        self.client
-            .post(self.url("/keys"))
-            .bearer_auth(token)
+        self.request(Method::POST, "/keys", Some(token))
             .json(&body)
             .send()
             .await
@@ -195,57 +446,6 @@ impl TestApp {
             body,
         }
     }
-
-    // ---- generic calls ----
-
-    /// A request without credentials.
-    pub async fn get_public(&self, path: &str) -> Response {
-        self.client.get(self.url(path)).send().await.unwrap()
-    }
-
-    pub async fn get(&self, token: &str, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn post(&self, token: &str, path: &str, body: Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn patch(&self, token: &str, path: &str, body: Value) -> Response {
-        self.client
-            .patch(self.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn delete(&self, token: &str, path: &str) -> Response {
-        self.client
-            .delete(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn create_todo(&self, token: &str, title: &str) -> Value {
-        let resp = self.post(token, "/todos", json!({ "title": title })).await;
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        resp.json().await.unwrap()
-    }
 }
 
 /// A key as `POST /keys` returned it.
@@ -255,60 +455,66 @@ pub struct TestKey {
     pub body: Value,
 }
 
-/// A registered user who can log in.
-pub struct TestUser {
-    pub email: String,
-    pub password: String,
-}
+// ---- todos ----
 
-impl TestUser {
-    pub fn generate() -> TestUser {
-        TestUser {
-            email: format!("user-{}@example.com", Uuid::now_v7().simple()),
-            password: PASSWORD.into(),
-        }
-    }
-
-    pub async fn register(self, app: &TestApp) -> TestUser {
-        let resp = app.register(&self.email, &self.password).await;
+impl TestApp {
+    pub async fn create_todo(&self, token: &str, title: &str) -> Value {
+        let resp = self.post(token, "/todos", json!({ "title": title })).await;
         assert_eq!(resp.status(), StatusCode::CREATED);
-        self
-    }
-
-    pub async fn login(&self, app: &TestApp) -> String {
-        access_token(app.login_response(&self.email, &self.password).await).await
+        resp.json().await.unwrap()
     }
 }
 
-pub async fn access_token(resp: Response) -> String {
-    assert_eq!(resp.status(), StatusCode::OK, "token request failed");
-    let body: Value = resp.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
+/// The titles on a page of `GET /todos`, in its order.
+pub fn titles(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("a page has items")
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_owned())
+        .collect()
 }
+
+// ---- problems and challenges ----
 
 /// Asserts an RFC 9457 problem response and returns its body.
 pub async fn assert_problem(resp: Response, status: StatusCode) -> Value {
+    assert_problem_head(&resp, status);
+    let body: Value = resp.json().await.unwrap();
+    assert_problem_body(&body, status);
+    body
+}
+
+/// The status and media type of a problem response, for tests that read the
+/// body themselves.
+pub fn assert_problem_head(resp: &Response, status: StatusCode) {
     assert_eq!(resp.status(), status);
     assert_eq!(
         resp.headers()["content-type"].to_str().unwrap(),
         "application/problem+json"
     );
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    assert_eq!(body["type"], "about:blank");
-    assert!(body["title"].is_string());
-    assert!(!body["detail"].as_str().unwrap().is_empty());
-    body
 }
 
-/// Asserts an RFC 6749 §5.2 error response and returns its body.
-pub async fn assert_oauth_error(resp: Response, status: StatusCode, error: &str) -> Value {
-    assert_eq!(resp.status(), status);
-    assert_eq!(resp.headers()["cache-control"], "no-store");
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"], error, "{body}");
-    assert!(!body["error_description"].as_str().unwrap().is_empty());
-    body
+/// The members every problem body has.
+pub fn assert_problem_body(body: &Value, status: StatusCode) {
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert_eq!(body["type"], "about:blank", "{body}");
+    assert!(body["title"].is_string(), "{body}");
+    assert!(!body["detail"].as_str().unwrap().is_empty(), "{body}");
+}
+
+/// The fields a problem's `errors` names, in its order; each must come with a
+/// message.
+pub fn field_errors(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the problem lists its invalid fields: {problem}"))
+        .iter()
+        .map(|e| {
+            assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
+            e["field"].as_str().unwrap().to_owned()
+        })
+        .collect()
 }
 
 pub fn www_authenticate(resp: &Response) -> Option<String> {

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_problem, spawn_app, spawn_app_with, www_authenticate, TestApp, TestUser,
+    assert_problem, jwt_parts, kid_of, spawn_app, spawn_app_with, www_authenticate, TestApp,
+    TestUser,
 };
 
 const SECRET: &str = "an-hs256-secret-for-tests-0123456789abcdef";
@@ -24,31 +25,8 @@ async fn spawn_app_with_known_secret() -> TestApp {
     .await
 }
 
-/// A real login token for a new user, with every scope a user may hold.
-async fn real_token(app: &TestApp) -> String {
-    TestUser::generate().register(app).await.login(app).await
-}
-
-fn decode_segment(segment: &str) -> Value {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
-}
-
 fn encode_segment(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(value.to_string())
-}
-
-/// A token's header and claims, as JSON, read without verifying anything.
-fn parts(token: &str) -> (Value, Value) {
-    let segments: Vec<&str> = token.split('.').collect();
-    assert_eq!(segments.len(), 3, "a JWT: {token}");
-    (decode_segment(segments[0]), decode_segment(segments[1]))
-}
-
-fn kid_of(token: &str) -> String {
-    jsonwebtoken::decode_header(token)
-        .unwrap()
-        .kid
-        .expect("tokens carry a kid")
 }
 
 /// Signs `claims` with the header the server uses, but the given algorithm and secret.
@@ -61,7 +39,7 @@ fn sign(claims: &Value, alg: Algorithm, secret: &[u8], kid: &str) -> String {
 
 /// The claims of a real token, re-dated to now, ready to be changed and re-signed.
 fn fresh_claims(real: &str) -> Value {
-    let (_, mut claims) = parts(real);
+    let (_, mut claims) = jwt_parts(real);
     let now = Utc::now().timestamp();
     claims["iat"] = json!(now);
     claims["exp"] = json!(now + 60);
@@ -95,25 +73,19 @@ async fn assert_refused_everywhere(app: &TestApp, token: &str) {
 async fn an_access_token_is_an_rfc_9068_jwt() {
     // Arrange
     let app = spawn_app().await;
-    let user = TestUser::generate();
-    let registered: Value = app
-        .register(&user.email, &user.password)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let user = TestUser::generate().register(&app).await;
 
     // Act
     let token = user.login(&app).await;
 
     // Assert
-    let (header, claims) = parts(&token);
+    let (header, claims) = jwt_parts(&token);
     assert_eq!(header["alg"], "HS256");
     assert_eq!(header["typ"], "at+jwt");
     assert!(!header["kid"].as_str().unwrap().is_empty());
     assert_eq!(claims["iss"], app.base);
     assert_eq!(claims["aud"], "latchkey");
-    assert_eq!(claims["sub"], registered["id"]);
+    assert_eq!(claims["sub"], user.id.to_string());
     let iat = claims["iat"].as_i64().unwrap();
     assert!((iat - Utc::now().timestamp()).abs() <= 5, "{iat}");
     assert_eq!(claims["exp"].as_i64().unwrap(), iat + 60);
@@ -134,7 +106,7 @@ async fn each_token_has_its_own_jti() {
     let second = user.login(&app).await;
 
     // Assert
-    assert_ne!(parts(&first).1["jti"], parts(&second).1["jti"]);
+    assert_ne!(jwt_parts(&first).1["jti"], jwt_parts(&second).1["jti"]);
 }
 
 // ---- GET /me ----
@@ -143,13 +115,7 @@ async fn each_token_has_its_own_jti() {
 async fn me_returns_a_login_token_s_claims() {
     // Arrange
     let app = spawn_app().await;
-    let user = TestUser::generate();
-    let registered: Value = app
-        .register(&user.email, &user.password)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let user = TestUser::generate().register(&app).await;
     let token = user.login(&app).await;
 
     // Act
@@ -171,7 +137,7 @@ async fn me_returns_a_login_token_s_claims() {
             "user_id"
         ]
     );
-    assert_eq!(me["user_id"], registered["id"]);
+    assert_eq!(me["user_id"], user.id.to_string());
     assert_eq!(me["role"], "user");
     assert_eq!(
         me["scopes"],
@@ -182,7 +148,7 @@ async fn me_returns_a_login_token_s_claims() {
     let expires_at: DateTime<Utc> = me["expires_at"].as_str().unwrap().parse().unwrap();
     assert_eq!((expires_at - issued_at).num_seconds(), 60);
     assert!((issued_at - Utc::now()).num_seconds().abs() <= 5);
-    let (_, claims) = parts(&token);
+    let (_, claims) = jwt_parts(&token);
     assert_eq!(issued_at.timestamp(), claims["iat"].as_i64().unwrap());
 }
 
@@ -190,7 +156,7 @@ async fn me_returns_a_login_token_s_claims() {
 async fn me_names_the_key_a_token_came_from() {
     // Arrange
     let app = spawn_app().await;
-    let token = real_token(&app).await;
+    let token = app.user_token().await;
     let key = app
         .create_key(&token, json!({ "name": "ci", "scopes": ["todos:read"] }))
         .await;
@@ -234,12 +200,9 @@ async fn a_token_without_the_needed_scope_gets_insufficient_scope() {
     let app = spawn_app().await;
     let user = TestUser::generate().register(&app).await;
     let resp = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "todos:read"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("todos:read")
+        .send()
         .await;
     let read_only = crate::helpers::access_token(resp).await;
 
@@ -272,7 +235,7 @@ async fn a_token_without_the_needed_scope_gets_insufficient_scope() {
 async fn a_hand_signed_token_with_the_real_secret_is_accepted() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let claims = fresh_claims(&real);
     assert_eq!(claims["iss"], ISSUER);
     let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
@@ -291,7 +254,7 @@ async fn a_hand_signed_token_with_the_real_secret_is_accepted() {
 async fn a_token_with_alg_none_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let header = json!({ "alg": "none", "typ": "at+jwt", "kid": kid_of(&real) });
     let claims = fresh_claims(&real);
     let unsigned = format!("{}.{}.", encode_segment(&header), encode_segment(&claims));
@@ -304,7 +267,7 @@ async fn a_token_with_alg_none_is_refused() {
 async fn a_token_signed_with_another_secret_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let forged = sign(
         &fresh_claims(&real),
         Algorithm::HS256,
@@ -320,7 +283,7 @@ async fn a_token_signed_with_another_secret_is_refused() {
 async fn a_token_signed_with_hs512_and_the_right_secret_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let forged = sign(
         &fresh_claims(&real),
         Algorithm::HS512,
@@ -336,7 +299,7 @@ async fn a_token_signed_with_hs512_and_the_right_secret_is_refused() {
 async fn an_expired_token_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut claims = fresh_claims(&real);
     let ten_minutes_ago = Utc::now().timestamp() - 600;
     claims["iat"] = json!(ten_minutes_ago - 60);
@@ -357,7 +320,7 @@ async fn an_expired_token_is_refused() {
 async fn a_token_expired_beyond_the_leeway_is_refused() {
     // Arrange: the library's default leeway is 60 s; the server's must be a few seconds.
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut claims = fresh_claims(&real);
     let now = Utc::now().timestamp();
     claims["iat"] = json!(now - 90);
@@ -372,7 +335,7 @@ async fn a_token_expired_beyond_the_leeway_is_refused() {
 async fn a_token_for_another_audience_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut claims = fresh_claims(&real);
     claims["aud"] = json!("another-service");
     let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
@@ -385,7 +348,7 @@ async fn a_token_for_another_audience_is_refused() {
 async fn a_token_from_another_issuer_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut claims = fresh_claims(&real);
     claims["iss"] = json!("http://evil.test");
     let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
@@ -398,7 +361,7 @@ async fn a_token_from_another_issuer_is_refused() {
 async fn a_token_without_sub_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut claims = fresh_claims(&real);
     claims.as_object_mut().unwrap().remove("sub");
     let forged = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
@@ -411,7 +374,7 @@ async fn a_token_without_sub_is_refused() {
 async fn a_token_without_the_at_jwt_type_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(kid_of(&real));
     let forged = jsonwebtoken::encode(
@@ -429,9 +392,9 @@ async fn a_token_without_the_at_jwt_type_is_refused() {
 async fn a_token_with_a_tampered_payload_is_refused() {
     // Arrange
     let app = spawn_app().await;
-    let real = real_token(&app).await;
+    let real = app.user_token().await;
     let segments: Vec<&str> = real.split('.').collect();
-    let mut claims = decode_segment(segments[1]);
+    let (_, mut claims) = jwt_parts(&real);
     claims["scope"] = json!("todos:read todos:write keys:manage admin");
     claims["role"] = json!("admin");
     let tampered = format!(

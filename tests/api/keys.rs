@@ -5,29 +5,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app, www_authenticate, TestApp, TestUser};
-
-/// A new user's login token, which holds `keys:manage`.
-async fn manager_token(app: &TestApp) -> String {
-    TestUser::generate().register(app).await.login(app).await
-}
+use crate::helpers::{assert_problem, field_errors, spawn_app, www_authenticate, TestApp};
 
 /// `lk_` and 49 base62 characters, as `^lk_[0-9A-Za-z]{49}$` says.
 fn has_key_format(key: &str) -> bool {
     key.strip_prefix("lk_")
         .is_some_and(|rest| rest.len() == 49 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
-}
-
-/// Asserts a 422 problem naming exactly `field`.
-async fn assert_invalid_field(resp: reqwest::Response, field: &str) -> Value {
-    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let errors = problem["errors"]
-        .as_array()
-        .expect("the problem lists fields");
-    assert_eq!(errors.len(), 1, "{problem}");
-    assert_eq!(errors[0]["field"], field);
-    assert!(!errors[0]["message"].as_str().unwrap().is_empty());
-    problem
 }
 
 async fn key_count(app: &TestApp) -> i64 {
@@ -43,7 +26,7 @@ async fn key_count(app: &TestApp) -> i64 {
 async fn create_key_returns_201_with_the_plaintext_once_and_a_location() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let before = Utc::now() - chrono::Duration::seconds(1);
 
     // Act
@@ -74,7 +57,7 @@ async fn create_key_returns_201_with_the_plaintext_once_and_a_location() {
 async fn the_location_of_a_new_key_serves_its_record() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let resp = app
         .create_key_response(&token, json!({ "name": "deploy bot" }))
         .await;
@@ -96,7 +79,7 @@ async fn the_location_of_a_new_key_serves_its_record() {
 async fn create_key_stores_the_scopes_and_expiry_asked_for() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let expires_at = "2999-01-02T03:04:05Z";
 
     // Act
@@ -125,7 +108,7 @@ async fn create_key_stores_the_scopes_and_expiry_asked_for() {
 async fn every_new_key_is_different() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let first = app.create_key(&token, json!({ "name": "a" })).await;
@@ -140,7 +123,7 @@ async fn every_new_key_is_different() {
 async fn the_plaintext_key_is_not_stored() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let key = app.create_key(&token, json!({ "name": "a" })).await;
@@ -168,7 +151,7 @@ async fn the_plaintext_key_is_not_stored() {
 async fn list_and_get_never_include_the_plaintext_key() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let first = app.create_key(&token, json!({ "name": "first" })).await;
     let second = app.create_key(&token, json!({ "name": "second" })).await;
 
@@ -205,8 +188,8 @@ async fn list_and_get_never_include_the_plaintext_key() {
 async fn list_shows_only_the_caller_s_keys() {
     // Arrange
     let app = spawn_app().await;
-    let alice = manager_token(&app).await;
-    let bob = manager_token(&app).await;
+    let alice = app.user_token().await;
+    let bob = app.user_token().await;
     app.create_key(&alice, json!({ "name": "alice's" })).await;
 
     // Act
@@ -223,7 +206,7 @@ async fn list_shows_only_the_caller_s_keys() {
 async fn create_key_refuses_a_scope_beyond_the_user_s_role_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -231,7 +214,8 @@ async fn create_key_refuses_a_scope_beyond_the_user_s_role_with_422() {
         .await;
 
     // Assert
-    let problem = assert_invalid_field(resp, "scopes").await;
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["scopes"]);
     assert!(problem["errors"][0]["message"]
         .as_str()
         .unwrap()
@@ -243,7 +227,7 @@ async fn create_key_refuses_a_scope_beyond_the_user_s_role_with_422() {
 async fn create_key_refuses_an_unknown_scope_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -254,7 +238,8 @@ async fn create_key_refuses_an_unknown_scope_with_422() {
         .await;
 
     // Assert
-    let problem = assert_invalid_field(resp, "scopes").await;
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["scopes"]);
     assert!(problem["errors"][0]["message"]
         .as_str()
         .unwrap()
@@ -265,7 +250,7 @@ async fn create_key_refuses_an_unknown_scope_with_422() {
 async fn create_key_refuses_an_empty_scope_list_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -273,14 +258,15 @@ async fn create_key_refuses_an_empty_scope_list_with_422() {
         .await;
 
     // Assert
-    assert_invalid_field(resp, "scopes").await;
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["scopes"]);
 }
 
 #[tokio::test]
 async fn create_key_refuses_an_expiry_in_the_past_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let past = (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
 
     // Act
@@ -289,14 +275,15 @@ async fn create_key_refuses_an_expiry_in_the_past_with_422() {
         .await;
 
     // Assert
-    assert_invalid_field(resp, "expires_at").await;
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["expires_at"]);
 }
 
 #[tokio::test]
 async fn create_key_refuses_an_empty_or_blank_name_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     for name in ["", "   "] {
         // Act
@@ -305,7 +292,8 @@ async fn create_key_refuses_an_empty_or_blank_name_with_422() {
             .await;
 
         // Assert
-        assert_invalid_field(resp, "name").await;
+        let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(field_errors(&problem), ["name"]);
     }
     assert_eq!(key_count(&app).await, 0);
 }
@@ -314,7 +302,7 @@ async fn create_key_refuses_an_empty_or_blank_name_with_422() {
 async fn create_key_refuses_a_name_over_100_characters_and_accepts_100() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let too_long = app
@@ -325,7 +313,8 @@ async fn create_key_refuses_a_name_over_100_characters_and_accepts_100() {
         .await;
 
     // Assert
-    assert_invalid_field(too_long, "name").await;
+    let problem = assert_problem(too_long, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["name"]);
     assert_eq!(longest.status(), StatusCode::CREATED);
 }
 
@@ -333,7 +322,7 @@ async fn create_key_refuses_a_name_over_100_characters_and_accepts_100() {
 async fn create_key_lists_every_invalid_field_at_once() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let past = (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
 
     // Act
@@ -346,12 +335,7 @@ async fn create_key_lists_every_invalid_field_at_once() {
 
     // Assert
     let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let mut fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let mut fields = field_errors(&problem);
     fields.sort_unstable();
     assert_eq!(fields, ["expires_at", "name", "scopes"]);
 }
@@ -360,7 +344,7 @@ async fn create_key_lists_every_invalid_field_at_once() {
 async fn create_key_without_a_name_is_a_400_problem() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -377,7 +361,7 @@ async fn create_key_without_a_name_is_a_400_problem() {
 async fn revoke_is_idempotent_and_keeps_the_row_with_revoked_at() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let key = app.create_key(&token, json!({ "name": "old" })).await;
     let path = format!("/keys/{}", key.id);
 
@@ -411,8 +395,8 @@ async fn revoke_is_idempotent_and_keeps_the_row_with_revoked_at() {
 async fn another_user_s_key_is_404_to_get_and_to_revoke() {
     // Arrange
     let app = spawn_app().await;
-    let alice = manager_token(&app).await;
-    let bob = manager_token(&app).await;
+    let alice = app.user_token().await;
+    let bob = app.user_token().await;
     let key = app.create_key(&alice, json!({ "name": "alice's" })).await;
     let path = format!("/keys/{}", key.id);
 
@@ -435,7 +419,7 @@ async fn another_user_s_key_is_404_to_get_and_to_revoke() {
 async fn an_unknown_key_id_is_404() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let path = format!("/keys/{}", Uuid::now_v7());
 
     // Act
@@ -451,7 +435,7 @@ async fn an_unknown_key_id_is_404() {
 async fn a_key_id_that_is_not_a_uuid_is_a_400_problem() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let get = app.get(&token, "/keys/not-a-uuid").await;
@@ -469,7 +453,7 @@ async fn a_key_id_that_is_not_a_uuid_is_a_400_problem() {
 async fn key_management_needs_the_keys_manage_scope() {
     // Arrange
     let app = spawn_app().await;
-    let token = manager_token(&app).await;
+    let token = app.user_token().await;
     let key = app
         .create_key(&token, json!({ "name": "todos only" }))
         .await;
@@ -508,8 +492,7 @@ async fn key_management_needs_the_keys_manage_scope() {
 async fn an_admin_may_create_a_key_with_the_admin_scope() {
     // Arrange
     let app = spawn_app().await;
-    app.create_admin("root@example.com").await;
-    let admin = app.login("root@example.com").await;
+    let admin = app.admin().await.token;
 
     // Act
     let key = app
@@ -530,7 +513,7 @@ async fn an_admin_may_create_a_key_with_the_admin_scope() {
 async fn a_malformed_expires_at_is_a_400_that_names_the_field() {
     // Arrange
     let app = spawn_app().await;
-    let token = TestUser::generate().register(&app).await.login(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -542,6 +525,6 @@ async fn a_malformed_expires_at_is_a_400_that_names_the_field() {
 
     // Assert
     let problem = assert_problem(resp, StatusCode::BAD_REQUEST).await;
-    assert_eq!(problem["errors"][0]["field"], "expires_at");
+    assert_eq!(field_errors(&problem), ["expires_at"]);
     assert!(problem["detail"].as_str().unwrap().contains("RFC 3339"));
 }

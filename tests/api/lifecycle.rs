@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 use uuid::Uuid;
 
-use crate::helpers::{access_token, spawn_app, spawn_app_with, TestApp, TestUser};
+use crate::helpers::{access_token, spawn_app, spawn_app_with, titles, TestApp, TestUser};
 
 /// Tokens carry `iss`, which defaults to the server's own address; a restarted
 /// test server listens on a new port, so the tests that carry tokens across a
@@ -21,15 +21,6 @@ async fn key_record(app: &TestApp, token: &str, id: &str) -> Value {
     let resp = app.get(token, &format!("/keys/{id}")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     resp.json().await.unwrap()
-}
-
-fn titles(page: &Value) -> Vec<&str> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["title"].as_str().unwrap())
-        .collect()
 }
 
 #[cfg(unix)]
@@ -141,7 +132,7 @@ async fn last_used_at_pending_at_shutdown_is_flushed() {
 async fn last_used_at_is_written_within_seconds_while_running() {
     // Arrange
     let app = spawn_app().await;
-    let token = TestUser::generate().register(&app).await.login(&app).await;
+    let token = app.user_token().await;
     let key = app.create_key(&token, json!({ "name": "busy" })).await;
     assert!(key.body["last_used_at"].is_null());
 

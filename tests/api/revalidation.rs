@@ -5,20 +5,18 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app, www_authenticate};
+use crate::helpers::{assert_problem, field_errors, spawn_app, www_authenticate, TestUser};
 
 #[tokio::test]
 async fn a_demoted_admin_s_still_valid_token_cannot_administer_or_mint_admin_keys() {
     // Arrange
     let app = spawn_app().await;
-    app.create_admin("root@example.com").await;
-    let ada_id = app.create_admin("ada@example.com").await;
-    let root = app.login("root@example.com").await;
-    let ada = app.login("ada@example.com").await;
+    let root = app.admin().await.token;
+    let ada = app.admin().await;
     let demoted = app
         .patch(
             &root,
-            &format!("/admin/users/{ada_id}"),
+            &format!("/admin/users/{}", ada.id),
             json!({ "role": "user" }),
         )
         .await;
@@ -27,13 +25,16 @@ async fn a_demoted_admin_s_still_valid_token_cannot_administer_or_mint_admin_key
     // Act
     let promote_back = app
         .patch(
-            &ada,
-            &format!("/admin/users/{ada_id}"),
+            &ada.token,
+            &format!("/admin/users/{}", ada.id),
             json!({ "role": "admin" }),
         )
         .await;
     let admin_key = app
-        .create_key_response(&ada, json!({ "name": "backdoor", "scopes": ["admin"] }))
+        .create_key_response(
+            &ada.token,
+            json!({ "name": "backdoor", "scopes": ["admin"] }),
+        )
         .await;
 
     // Assert
@@ -45,33 +46,26 @@ async fn a_demoted_admin_s_still_valid_token_cannot_administer_or_mint_admin_key
     );
     assert_problem(promote_back, StatusCode::FORBIDDEN).await;
     let problem = assert_problem(admin_key, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(problem["errors"][0]["field"], "scopes");
+    assert_eq!(field_errors(&problem), ["scopes"]);
 }
 
 #[tokio::test]
 async fn a_disabled_user_s_still_valid_token_cannot_create_keys() {
     // Arrange
     let app = spawn_app().await;
-    app.create_admin("root@example.com").await;
-    let root = app.login("root@example.com").await;
-    let resp = app
-        .register("bob@example.com", crate::helpers::PASSWORD)
-        .await;
-    let bob_id = resp.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let bob = app.login("bob@example.com").await;
+    let root = app.admin().await.token;
+    let bob = TestUser::generate().register(&app).await;
+    let bob_token = bob.login(&app).await;
     app.patch(
         &root,
-        &format!("/admin/users/{bob_id}"),
+        &format!("/admin/users/{}", bob.id),
         json!({ "disabled": true }),
     )
     .await;
 
     // Act
     let resp = app
-        .create_key_response(&bob, json!({ "name": "after" }))
+        .create_key_response(&bob_token, json!({ "name": "after" }))
         .await;
 
     // Assert

@@ -6,7 +6,7 @@
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{access_token, spawn_app_with, TestApp, TestUser, PASSWORD};
+use crate::helpers::{spawn_app_with, TestApp, TestUser};
 
 /// Validates the response against the spec the server serves and returns
 /// its body.
@@ -91,10 +91,10 @@ async fn every_kind_of_response_matches_its_documented_schema() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     conforms(&app, Method::POST, "/auth/token", resp).await;
     let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_secret", "lk_x"),
-        ])
+        .token_form()
+        .grant("client_credentials")
+        .secret("lk_x")
+        .send()
         .await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     conforms(&app, Method::POST, "/auth/token", resp).await;
@@ -158,10 +158,8 @@ async fn every_kind_of_response_matches_its_documented_schema() {
     conforms(&app, Method::GET, "/keys", resp).await;
 
     // Administration.
-    let admin = format!("admin-{}", user.email);
-    app.create_admin(&admin).await;
-    let admin_token = access_token(app.login_response(&admin, PASSWORD).await).await;
-    let resp = app.get(&admin_token, "/admin/users").await;
+    let admin = app.admin().await;
+    let resp = app.get(&admin.token, "/admin/users").await;
     conforms(&app, Method::GET, "/admin/users", resp).await;
 
     // Health and discovery.
@@ -181,7 +179,7 @@ async fn every_kind_of_response_matches_its_documented_schema() {
 async fn the_jwks_404_and_a_next_page_cursor_match_their_schemas() {
     // Arrange: an HS256 server, and more todos than one page.
     let app = crate::helpers::spawn_app().await;
-    let token = TestUser::generate().register(&app).await.login(&app).await;
+    let token = app.user_token().await;
     app.create_todo(&token, "one").await;
     app.create_todo(&token, "two").await;
 

@@ -15,18 +15,10 @@ use latchkey::{
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp, TestUser};
+use crate::helpers::{assert_problem, jwt_parts, kid_of, spawn_app, spawn_app_with, TestApp};
 
 async fn eddsa_app() -> TestApp {
     spawn_app_with(|c| c.jwt_alg = JwtAlg::EdDsa).await
-}
-
-async fn real_token(app: &TestApp) -> String {
-    TestUser::generate().register(app).await.login(app).await
-}
-
-fn kid_of(token: &str) -> String {
-    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
 }
 
 async fn jwks(app: &TestApp) -> Value {
@@ -76,7 +68,7 @@ fn rotate(app: &TestApp) -> String {
 async fn wait_for_new_signing_key(app: &TestApp, old_kid: &str) -> String {
     let start = Instant::now();
     loop {
-        let token = real_token(app).await;
+        let token = app.user_token().await;
         if kid_of(&token) != old_kid {
             return token;
         }
@@ -94,7 +86,7 @@ async fn wait_for_new_signing_key(app: &TestApp, old_kid: &str) -> String {
 async fn an_eddsa_token_verifies_against_the_published_jwk_like_another_service_would() {
     // Arrange
     let app = eddsa_app().await;
-    let token = real_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app.get_public("/.well-known/jwks.json").await;
@@ -132,14 +124,10 @@ async fn an_hs256_token_keyed_with_the_public_key_is_refused() {
     // Arrange: the classic algorithm confusion: sign HS256 with what the
     // server publishes, naming the server's own kid.
     let app = eddsa_app().await;
-    let genuine = real_token(&app).await;
+    let genuine = app.user_token().await;
     let set = jwks(&app).await;
     let x = set["keys"][0]["x"].as_str().unwrap();
-    let (_, payload, _) = {
-        let mut parts = genuine.split('.');
-        (parts.next(), parts.next().unwrap(), parts.next())
-    };
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let (_, claims) = jwt_parts(&genuine);
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some("at+jwt".into());
     header.kid = Some(kid_of(&genuine));
@@ -193,7 +181,7 @@ async fn a_configured_ed25519_pem_signs_the_tokens_and_is_published() {
     .await;
 
     // Act
-    let token = real_token(&app).await;
+    let token = app.user_token().await;
 
     // Assert
     assert_eq!(kid_of(&token), key.kid());
@@ -215,7 +203,7 @@ async fn a_configured_ed25519_pem_signs_the_tokens_and_is_published() {
 async fn after_an_eddsa_rotation_old_tokens_verify_and_both_keys_are_published() {
     // Arrange
     let app = eddsa_app().await;
-    let before = real_token(&app).await;
+    let before = app.user_token().await;
     let old_kid = kid_of(&before);
 
     // Act: rotate with the server running.
@@ -252,7 +240,7 @@ async fn after_an_eddsa_rotation_old_tokens_verify_and_both_keys_are_published()
 async fn after_an_hs256_rotation_old_tokens_still_verify() {
     // Arrange
     let app = spawn_app().await;
-    let before = real_token(&app).await;
+    let before = app.user_token().await;
     let old_kid = kid_of(&before);
 
     // Act
@@ -274,7 +262,7 @@ async fn a_replaced_key_is_dropped_once_its_tokens_have_expired_and_not_before()
         c.token_ttl = Duration::from_secs(1);
     })
     .await;
-    let before = real_token(&app).await;
+    let before = app.user_token().await;
     let old_kid = kid_of(&before);
     let rotated = Instant::now();
     rotate(&app);
@@ -310,7 +298,7 @@ async fn switching_algorithms_refuses_the_other_algorithm_s_tokens_and_publishes
     // Arrange: an HS256 token, then a restart on the same data as EdDSA
     // (with a fixed issuer, so the restart's new port changes nothing else).
     let mut app = spawn_app_with(|c| c.issuer = Some("http://issuer.test".into())).await;
-    let hs256 = real_token(&app).await;
+    let hs256 = app.user_token().await;
     app.config.jwt_alg = JwtAlg::EdDsa;
 
     // Act
@@ -327,7 +315,7 @@ async fn switching_algorithms_refuses_the_other_algorithm_s_tokens_and_publishes
     assert_eq!(keys[0]["kty"], "OKP");
     assert_ne!(keys[0]["kid"], kid_of(&hs256).as_str());
     assert_eq!(
-        jsonwebtoken::decode_header(real_token(&app).await)
+        jsonwebtoken::decode_header(app.user_token().await)
             .unwrap()
             .alg,
         Algorithm::EdDSA
@@ -338,7 +326,7 @@ async fn switching_algorithms_refuses_the_other_algorithm_s_tokens_and_publishes
 async fn a_restart_keeps_the_rotated_key_current() {
     // Arrange
     let app = eddsa_app().await;
-    let old_kid = kid_of(&real_token(&app).await);
+    let old_kid = kid_of(&app.user_token().await);
     rotate(&app);
     let new_kid = kid_of(&wait_for_new_signing_key(&app, &old_kid).await);
 
@@ -346,7 +334,7 @@ async fn a_restart_keeps_the_rotated_key_current() {
     let app = app.restart().await;
 
     // Assert
-    assert_eq!(kid_of(&real_token(&app).await), new_kid);
+    assert_eq!(kid_of(&app.user_token().await), new_kid);
 }
 
 // ---- discovery ----

@@ -4,41 +4,16 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, FixedOffset};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, www_authenticate, TestApp, TestUser};
-
-/// Registers a fresh user and logs them in with every scope of the `user` role.
-async fn user_token(app: &TestApp) -> String {
-    TestUser::generate().register(app).await.login(app).await
-}
+use crate::helpers::{
+    assert_problem, field_errors, spawn_app, titles, www_authenticate, TestApp, TestUser,
+};
 
 fn time(value: &Value) -> DateTime<FixedOffset> {
     let text = value.as_str().expect("a time is a string");
     DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text} is not RFC 3339: {e}"))
-}
-
-/// The fields named in a 422 problem's `errors`.
-fn invalid_fields(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .expect("a 422 problem lists its invalid fields")
-        .iter()
-        .map(|e| {
-            assert!(!e["message"].as_str().unwrap().is_empty());
-            e["field"].as_str().unwrap().to_owned()
-        })
-        .collect()
-}
-
-fn titles(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .expect("a page has items")
-        .iter()
-        .map(|t| t["title"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 async fn list(app: &TestApp, token: &str, query: &str) -> Value {
@@ -53,7 +28,7 @@ async fn list(app: &TestApp, token: &str, query: &str) -> Value {
 async fn create_todo_returns_201_with_location_and_the_todo() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -89,7 +64,7 @@ async fn create_todo_returns_201_with_location_and_the_todo() {
 async fn create_todo_accepts_completed_true() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -110,7 +85,7 @@ async fn create_todo_accepts_completed_true() {
 async fn create_todo_trims_the_title() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -131,7 +106,7 @@ async fn create_todo_trims_the_title() {
 async fn create_todo_rejects_an_empty_or_blank_title_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     for title in ["", "   ", "\t\n"] {
         // Act
@@ -139,7 +114,7 @@ async fn create_todo_rejects_an_empty_or_blank_title_with_422() {
 
         // Assert
         let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert_eq!(invalid_fields(&problem), ["title"], "title {title:?}");
+        assert_eq!(field_errors(&problem), ["title"], "title {title:?}");
     }
     assert!(titles(&list(&app, &token, "").await).is_empty());
 }
@@ -148,7 +123,7 @@ async fn create_todo_rejects_an_empty_or_blank_title_with_422() {
 async fn create_todo_rejects_a_501_character_title_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -157,7 +132,7 @@ async fn create_todo_rejects_a_501_character_title_with_422() {
 
     // Assert
     let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(invalid_fields(&problem), ["title"]);
+    assert_eq!(field_errors(&problem), ["title"]);
     assert!(problem["detail"].as_str().unwrap().contains("title"));
 }
 
@@ -165,7 +140,7 @@ async fn create_todo_rejects_a_501_character_title_with_422() {
 async fn create_todo_accepts_a_500_character_title_counted_in_characters() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     // 500 characters but 1000 bytes: the limit counts characters.
     let title = "é".repeat(500);
 
@@ -186,7 +161,7 @@ async fn create_todo_accepts_a_500_character_title_counted_in_characters() {
 async fn get_todo_returns_the_owner_s_todo() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let todo = app.create_todo(&token, "read a book").await;
 
     // Act
@@ -203,7 +178,7 @@ async fn get_todo_returns_the_owner_s_todo() {
 async fn get_todo_for_an_unknown_id_is_404() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -218,7 +193,7 @@ async fn get_todo_for_an_unknown_id_is_404() {
 async fn patch_with_only_completed_keeps_the_title_and_moves_updated_at() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let todo = app.create_todo(&token, "write tests").await;
     let path = format!("/todos/{}", todo["id"].as_str().unwrap());
     // Times are stored to the millisecond; make sure one has passed.
@@ -244,7 +219,7 @@ async fn patch_with_only_completed_keeps_the_title_and_moves_updated_at() {
 async fn patch_with_only_title_keeps_completed_and_trims() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let created = app
         .post(
             &token,
@@ -275,7 +250,7 @@ async fn patch_with_only_title_keeps_completed_and_trims() {
 async fn patch_rejects_a_blank_or_too_long_title_and_changes_nothing() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let todo = app.create_todo(&token, "keep me").await;
     let path = format!("/todos/{}", todo["id"].as_str().unwrap());
 
@@ -287,7 +262,7 @@ async fn patch_rejects_a_blank_or_too_long_title_and_changes_nothing() {
 
         // Assert
         let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert_eq!(invalid_fields(&problem), ["title"]);
+        assert_eq!(field_errors(&problem), ["title"]);
     }
     let stored: Value = app.get(&token, &path).await.json().await.unwrap();
     assert_eq!(stored, todo);
@@ -297,7 +272,7 @@ async fn patch_rejects_a_blank_or_too_long_title_and_changes_nothing() {
 async fn patch_an_unknown_todo_is_404() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app
@@ -316,7 +291,7 @@ async fn patch_an_unknown_todo_is_404() {
 async fn delete_todo_returns_204_then_the_todo_is_gone() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let todo = app.create_todo(&token, "throw away").await;
     let path = format!("/todos/{}", todo["id"].as_str().unwrap());
 
@@ -338,7 +313,7 @@ async fn delete_todo_returns_204_then_the_todo_is_gone() {
 async fn list_todos_returns_them_oldest_first() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     for title in ["first", "second", "third"] {
         app.create_todo(&token, title).await;
     }
@@ -355,7 +330,7 @@ async fn list_todos_returns_them_oldest_first() {
 async fn list_todos_filters_by_completed() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     app.create_todo(&token, "open one").await;
     let done = app.create_todo(&token, "done one").await;
     app.create_todo(&token, "open two").await;
@@ -383,7 +358,7 @@ async fn list_todos_filters_by_completed() {
 async fn list_todos_pages_through_every_todo_exactly_once() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     let mut created = Vec::new();
     for i in 0..5 {
         let todo = app.create_todo(&token, &format!("todo {i}")).await;
@@ -419,7 +394,7 @@ async fn list_todos_pages_through_every_todo_exactly_once() {
 async fn a_page_that_ends_on_the_last_todo_has_no_next_cursor() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     for i in 0..4 {
         app.create_todo(&token, &format!("todo {i}")).await;
     }
@@ -442,7 +417,7 @@ async fn a_page_that_ends_on_the_last_todo_has_no_next_cursor() {
 async fn list_todos_defaults_to_20_per_page() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
     for i in 0..21 {
         app.create_todo(&token, &format!("todo {i}")).await;
     }
@@ -459,7 +434,7 @@ async fn list_todos_defaults_to_20_per_page() {
 async fn list_todos_rejects_a_limit_out_of_range_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     for limit in ["0", "101", "-1"] {
         // Act
@@ -467,7 +442,7 @@ async fn list_todos_rejects_a_limit_out_of_range_with_422() {
 
         // Assert
         let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert_eq!(invalid_fields(&problem), ["limit"], "limit={limit}");
+        assert_eq!(field_errors(&problem), ["limit"], "limit={limit}");
     }
     // The bounds themselves are accepted.
     list(&app, &token, "?limit=1").await;
@@ -478,7 +453,7 @@ async fn list_todos_rejects_a_limit_out_of_range_with_422() {
 async fn list_todos_rejects_a_non_numeric_limit_with_400() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app.get(&token, "/todos?limit=abc").await;
@@ -495,7 +470,7 @@ async fn list_todos_rejects_a_non_numeric_limit_with_400() {
 async fn list_todos_rejects_a_garbage_cursor_with_422() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     for cursor in ["not-a-cursor", "AAAA", "%21%21%21"] {
         // Act
@@ -503,7 +478,7 @@ async fn list_todos_rejects_a_garbage_cursor_with_422() {
 
         // Assert
         let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert_eq!(invalid_fields(&problem), ["cursor"], "cursor={cursor}");
+        assert_eq!(field_errors(&problem), ["cursor"], "cursor={cursor}");
     }
 }
 
@@ -511,14 +486,14 @@ async fn list_todos_rejects_a_garbage_cursor_with_422() {
 async fn list_todos_reports_a_bad_limit_and_a_bad_cursor_together() {
     // Arrange
     let app = spawn_app().await;
-    let token = user_token(&app).await;
+    let token = app.user_token().await;
 
     // Act
     let resp = app.get(&token, "/todos?limit=0&cursor=nope").await;
 
     // Assert
     let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(invalid_fields(&problem), ["limit", "cursor"]);
+    assert_eq!(field_errors(&problem), ["limit", "cursor"]);
 }
 
 // ---- isolation ----
@@ -527,8 +502,8 @@ async fn list_todos_reports_a_bad_limit_and_a_bad_cursor_together() {
 async fn another_user_s_todo_is_404_for_get_patch_and_delete() {
     // Arrange
     let app = spawn_app().await;
-    let alice = user_token(&app).await;
-    let bob = user_token(&app).await;
+    let alice = app.user_token().await;
+    let bob = app.user_token().await;
     let todo = app.create_todo(&alice, "alice's secret").await;
     let path = format!("/todos/{}", todo["id"].as_str().unwrap());
 
@@ -557,8 +532,8 @@ async fn another_user_s_todo_is_404_for_get_patch_and_delete() {
 async fn list_todos_shows_only_your_own() {
     // Arrange
     let app = spawn_app().await;
-    let alice = user_token(&app).await;
-    let bob = user_token(&app).await;
+    let alice = app.user_token().await;
+    let bob = app.user_token().await;
     app.create_todo(&alice, "alice 1").await;
     app.create_todo(&bob, "bob 1").await;
     app.create_todo(&alice, "alice 2").await;
@@ -579,16 +554,15 @@ async fn todos_without_a_token_are_401_with_a_bearer_challenge() {
     // Arrange
     let app = spawn_app().await;
     let id = uuid::Uuid::now_v7();
+    let path = format!("/todos/{id}");
     let requests = [
-        app.client.get(app.url("/todos")),
-        app.client
-            .post(app.url("/todos"))
+        app.request(Method::GET, "/todos", None),
+        app.request(Method::POST, "/todos", None)
             .json(&json!({ "title": "x" })),
-        app.client.get(app.url(&format!("/todos/{id}"))),
-        app.client
-            .patch(app.url(&format!("/todos/{id}")))
+        app.request(Method::GET, &path, None),
+        app.request(Method::PATCH, &path, None)
             .json(&json!({ "completed": true })),
-        app.client.delete(app.url(&format!("/todos/{id}"))),
+        app.request(Method::DELETE, &path, None),
     ];
 
     for request in requests {
@@ -629,12 +603,9 @@ async fn a_read_only_token_can_list_but_not_create_todos() {
     let writer = user.login(&app).await;
     let todo = app.create_todo(&writer, "visible").await;
     let resp = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "todos:read"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("todos:read")
+        .send()
         .await;
     let reader = crate::helpers::access_token(resp).await;
     let path = format!("/todos/{}", todo["id"].as_str().unwrap());
@@ -667,12 +638,9 @@ async fn a_write_only_token_cannot_read_todos() {
     let app = spawn_app().await;
     let user = TestUser::generate().register(&app).await;
     let resp = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "todos:write"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("todos:write")
+        .send()
         .await;
     let writer = crate::helpers::access_token(resp).await;
 

@@ -10,41 +10,14 @@ use crate::helpers::{
     assert_oauth_error, spawn_app, www_authenticate, TestApp, TestKey, TestUser, PASSWORD,
 };
 
-/// A registered user, a login token with every scope a user has, and a key
-/// with the default scopes.
-async fn user_with_key(app: &TestApp) -> (TestUser, String, TestKey) {
-    let user = TestUser::generate().register(app).await;
-    let token = user.login(app).await;
+/// A new user's login token and a key of theirs with the default scopes.
+async fn user_with_key(app: &TestApp) -> (String, TestKey) {
+    let token = app.user_token().await;
     let key = app.create_key(&token, json!({ "name": "ci" })).await;
-    (user, token, key)
-}
-
-async fn token_request_with_basic(
-    app: &TestApp,
-    user: &str,
-    secret: &str,
-    form: &[(&str, &str)],
-) -> Response {
-    app.client
-        .post(app.url("/auth/token"))
-        .basic_auth(user, Some(secret))
-        .form(form)
-        .send()
-        .await
-        .unwrap()
+    (token, key)
 }
 
 /// Asserts a successful token response and returns its body.
-/// Exchanges `key` in the body, asking for `scope`.
-async fn exchange_asking(app: &TestApp, key: &TestKey, scope: &str) -> Response {
-    app.token_request(&[
-        ("grant_type", "client_credentials"),
-        ("client_secret", &key.key),
-        ("scope", scope),
-    ])
-    .await
-}
-
 async fn assert_issued(resp: Response, scope: &str) -> Value {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["cache-control"], "no-store");
@@ -82,7 +55,7 @@ fn one_character_typo(key: &str) -> String {
 async fn exchange_with_the_key_in_the_body_and_its_id_issues_a_bearer_token() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = app.exchange_response(&key.id, &key.key).await;
@@ -99,14 +72,14 @@ async fn exchange_with_the_key_in_the_body_and_its_id_issues_a_bearer_token() {
 async fn exchange_with_the_key_in_the_body_and_no_client_id_issues_a_token() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_secret", &key.key),
-        ])
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .send()
         .await;
 
     // Assert
@@ -118,16 +91,15 @@ async fn exchange_with_the_key_in_the_body_and_no_client_id_issues_a_token() {
 async fn exchange_by_http_basic_with_the_key_id_issues_a_token() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = token_request_with_basic(
-        &app,
-        &key.id,
-        &key.key,
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
+    let resp = app
+        .token_form()
+        .basic(&key.id, &key.key)
+        .grant("client_credentials")
+        .send()
+        .await;
 
     // Assert
     assert!(www_authenticate(&resp).is_none());
@@ -139,11 +111,15 @@ async fn exchange_by_http_basic_with_the_key_id_issues_a_token() {
 async fn exchange_by_http_basic_with_an_empty_user_name_issues_a_token() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp =
-        token_request_with_basic(&app, "", &key.key, &[("grant_type", "client_credentials")]).await;
+    let resp = app
+        .token_form()
+        .basic("", &key.key)
+        .grant("client_credentials")
+        .send()
+        .await;
 
     // Assert
     let body = assert_issued(resp, "todos:read todos:write").await;
@@ -154,20 +130,10 @@ async fn exchange_by_http_basic_with_an_empty_user_name_issues_a_token() {
 async fn exchange_accepts_a_json_body() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = app
-        .client
-        .post(app.url("/auth/token"))
-        .json(&json!({
-            "grant_type": "client_credentials",
-            "client_id": key.id,
-            "client_secret": key.key,
-        }))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.exchange_form(&key.id, &key.key).json().send().await;
 
     // Assert
     assert_issued(resp, "todos:read todos:write").await;
@@ -177,21 +143,19 @@ async fn exchange_accepts_a_json_body() {
 async fn exchange_accepts_a_form_body_with_a_charset_parameter() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
-    let body = format!("grant_type=client_credentials&client_secret={}", key.key);
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = app
-        .client
-        .post(app.url("/auth/token"))
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
         .header(
             "content-type",
             "application/x-www-form-urlencoded; charset=UTF-8",
         )
-        .body(body)
         .send()
-        .await
-        .unwrap();
+        .await;
 
     // Assert
     assert_issued(resp, "todos:read todos:write").await;
@@ -203,10 +167,16 @@ async fn exchange_accepts_a_form_body_with_a_charset_parameter() {
 async fn exchange_narrows_the_grant_to_the_scope_asked_for() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = exchange_asking(&app, &key, "todos:read").await;
+    let resp = app
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .scope("todos:read")
+        .send()
+        .await;
 
     // Assert
     let body = assert_issued(resp, "todos:read").await;
@@ -217,10 +187,16 @@ async fn exchange_narrows_the_grant_to_the_scope_asked_for() {
 async fn exchange_treats_an_empty_scope_as_none_asked_for() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = exchange_asking(&app, &key, "").await;
+    let resp = app
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .scope("")
+        .send()
+        .await;
 
     // Assert
     assert_issued(resp, "todos:read todos:write").await;
@@ -230,10 +206,16 @@ async fn exchange_treats_an_empty_scope_as_none_asked_for() {
 async fn exchange_narrows_a_scope_beyond_the_key_to_what_the_key_holds() {
     // Arrange: what Postman's imported OAuth2 settings ask for.
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = exchange_asking(&app, &key, "todos:read todos:write keys:manage admin").await;
+    let resp = app
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .scope("todos:read todos:write keys:manage admin")
+        .send()
+        .await;
 
     // Assert: RFC 6749 §3.3, the response names the narrower grant.
     assert_issued(resp, "todos:read todos:write").await;
@@ -243,10 +225,16 @@ async fn exchange_narrows_a_scope_beyond_the_key_to_what_the_key_holds() {
 async fn exchange_refuses_a_scope_the_key_holds_none_of_with_invalid_scope() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = exchange_asking(&app, &key, "keys:manage").await;
+    let resp = app
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .scope("keys:manage")
+        .send()
+        .await;
 
     // Assert
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
@@ -258,10 +246,16 @@ async fn exchange_refuses_a_scope_the_key_holds_none_of_with_invalid_scope() {
 async fn exchange_rejects_an_unknown_scope_with_invalid_scope() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = exchange_asking(&app, &key, "todos:read todos:delete").await;
+    let resp = app
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
+        .scope("todos:read todos:delete")
+        .send()
+        .await;
 
     // Assert
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
@@ -277,28 +271,19 @@ async fn login_narrows_the_grant_to_the_scope_asked_for_and_to_the_role() {
 
     // Act
     let narrowed = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "keys:manage"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("keys:manage")
+        .send()
         .await;
     let beyond = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "todos:read admin"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("todos:read admin")
+        .send()
         .await;
     let outside = app
-        .token_request(&[
-            ("grant_type", "password"),
-            ("username", &user.email),
-            ("password", &user.password),
-            ("scope", "admin"),
-        ])
+        .login_form(&user.email, &user.password)
+        .scope("admin")
+        .send()
         .await;
 
     // Assert
@@ -329,7 +314,7 @@ async fn login_grants_every_scope_of_the_role() {
 async fn exchange_rejects_a_client_id_that_is_not_the_key_s_with_invalid_client() {
     // Arrange
     let app = spawn_app().await;
-    let (_, token, key) = user_with_key(&app).await;
+    let (token, key) = user_with_key(&app).await;
     let other = app.create_key(&token, json!({ "name": "other" })).await;
 
     // Act
@@ -348,7 +333,7 @@ async fn exchange_rejects_a_client_id_that_is_not_the_key_s_with_invalid_client(
 async fn exchange_rejects_a_client_id_that_is_not_a_uuid_with_invalid_client() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = app.exchange_response("my-app", &key.key).await;
@@ -361,17 +346,16 @@ async fn exchange_rejects_a_client_id_that_is_not_a_uuid_with_invalid_client() {
 async fn invalid_client_by_http_basic_carries_a_basic_challenge() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
     let wrong_id = uuid::Uuid::now_v7().to_string();
 
     // Act
-    let resp = token_request_with_basic(
-        &app,
-        &wrong_id,
-        &key.key,
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
+    let resp = app
+        .token_form()
+        .basic(&wrong_id, &key.key)
+        .grant("client_credentials")
+        .send()
+        .await;
 
     // Assert
     let challenge = www_authenticate(&resp).expect("a WWW-Authenticate header");
@@ -385,19 +369,17 @@ async fn invalid_client_by_basic_from_a_page_script_carries_no_challenge() {
     // Arrange: what Swagger UI sends; a Basic challenge would make the browser
     // open its own login prompt instead of letting the page show the error.
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
     let wrong_id = uuid::Uuid::now_v7().to_string();
 
     // Act
     let resp = app
-        .client
-        .post(app.url("/auth/token"))
-        .basic_auth(&wrong_id, Some(&key.key))
+        .token_form()
+        .basic(&wrong_id, &key.key)
         .header("X-Requested-With", "XMLHttpRequest")
-        .form(&[("grant_type", "client_credentials")])
+        .grant("client_credentials")
         .send()
-        .await
-        .unwrap();
+        .await;
 
     // Assert
     assert!(www_authenticate(&resp).is_none());
@@ -411,10 +393,10 @@ async fn invalid_client_in_the_body_carries_no_challenge() {
 
     // Act
     let resp = app
-        .token_request(&[
-            ("grant_type", "client_credentials"),
-            ("client_secret", "lk_nope"),
-        ])
+        .token_form()
+        .grant("client_credentials")
+        .secret("lk_nope")
+        .send()
         .await;
 
     // Assert
@@ -428,9 +410,7 @@ async fn exchange_without_any_client_secret_is_invalid_client() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app
-        .token_request(&[("grant_type", "client_credentials")])
-        .await;
+    let resp = app.token_form().grant("client_credentials").send().await;
 
     // Assert
     assert!(www_authenticate(&resp).is_none());
@@ -446,10 +426,10 @@ async fn exchange_rejects_malformed_keys_with_invalid_client() {
     for secret in ["lk_nope", "not a key", "", well_shaped.as_str()] {
         // Act
         let resp = app
-            .token_request(&[
-                ("grant_type", "client_credentials"),
-                ("client_secret", secret),
-            ])
+            .token_form()
+            .grant("client_credentials")
+            .secret(secret)
+            .send()
             .await;
 
         // Assert
@@ -462,7 +442,7 @@ async fn exchange_rejects_malformed_keys_with_invalid_client() {
 async fn exchange_rejects_a_one_character_typo_of_a_real_key_by_its_checksum() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
     let typo = one_character_typo(&key.key);
     assert_ne!(typo, key.key);
 
@@ -480,7 +460,7 @@ async fn exchange_rejects_a_one_character_typo_of_a_real_key_by_its_checksum() {
 async fn exchange_rejects_a_revoked_key_with_invalid_client() {
     // Arrange
     let app = spawn_app().await;
-    let (_, token, key) = user_with_key(&app).await;
+    let (token, key) = user_with_key(&app).await;
     app.exchange(&key).await;
     let revoked = app.delete(&token, &format!("/keys/{}", key.id)).await;
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
@@ -500,8 +480,7 @@ async fn exchange_rejects_a_revoked_key_with_invalid_client() {
 async fn exchange_rejects_an_expired_key_with_invalid_client() {
     // Arrange
     let app = spawn_app().await;
-    let user = TestUser::generate().register(&app).await;
-    let token = user.login(&app).await;
+    let token = app.user_token().await;
     let expires_at = chrono::Utc::now() + chrono::Duration::seconds(3);
     let key = app
         .create_key(
@@ -530,25 +509,17 @@ async fn exchange_rejects_an_expired_key_with_invalid_client() {
 async fn a_disabled_user_can_neither_exchange_a_key_nor_log_in() {
     // Arrange
     let app = spawn_app().await;
-    let user = TestUser::generate();
-    let registered: Value = app
-        .register(&user.email, &user.password)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let user_id = registered["id"].as_str().unwrap();
+    let user = TestUser::generate().register(&app).await;
     let token = user.login(&app).await;
     let key = app.create_key(&token, json!({ "name": "ci" })).await;
     app.exchange(&key).await;
-    app.create_admin("root@example.com").await;
-    let admin = app.login("root@example.com").await;
+    let admin = app.admin().await.token;
 
     // Act
     let disabled = app
         .patch(
             &admin,
-            &format!("/admin/users/{user_id}"),
+            &format!("/admin/users/{}", user.id),
             json!({ "disabled": true }),
         )
         .await;
@@ -572,19 +543,16 @@ async fn a_disabled_user_can_neither_exchange_a_key_nor_log_in() {
 async fn exchange_rejects_a_secret_sent_both_by_basic_and_in_the_body_with_invalid_request() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = token_request_with_basic(
-        &app,
-        &key.id,
-        &key.key,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_secret", &key.key),
-        ],
-    )
-    .await;
+    let resp = app
+        .token_form()
+        .basic(&key.id, &key.key)
+        .grant("client_credentials")
+        .secret(&key.key)
+        .send()
+        .await;
 
     // Assert
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
@@ -594,10 +562,10 @@ async fn exchange_rejects_a_secret_sent_both_by_basic_and_in_the_body_with_inval
 async fn token_request_without_grant_type_is_invalid_request() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
-    let resp = app.token_request(&[("client_secret", &key.key)]).await;
+    let resp = app.token_form().secret(&key.key).send().await;
 
     // Assert
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
@@ -610,7 +578,7 @@ async fn token_request_with_an_empty_grant_type_is_invalid_request() {
     let app = spawn_app().await;
 
     // Act
-    let resp = app.token_request(&[("grant_type", "")]).await;
+    let resp = app.token_form().grant("").send().await;
 
     // Assert
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
@@ -623,7 +591,10 @@ async fn token_request_with_an_unknown_grant_type_is_unsupported_grant_type() {
 
     // Act
     let resp = app
-        .token_request(&[("grant_type", "authorization_code"), ("code", "abc")])
+        .token_form()
+        .grant("authorization_code")
+        .field("code", "abc")
+        .send()
         .await;
 
     // Assert
@@ -634,20 +605,16 @@ async fn token_request_with_an_unknown_grant_type_is_unsupported_grant_type() {
 async fn token_request_with_a_text_plain_body_is_invalid_request() {
     // Arrange
     let app = spawn_app().await;
-    let (_, _, key) = user_with_key(&app).await;
+    let (_, key) = user_with_key(&app).await;
 
     // Act
     let resp = app
-        .client
-        .post(app.url("/auth/token"))
+        .token_form()
+        .grant("client_credentials")
+        .secret(&key.key)
         .header("content-type", "text/plain")
-        .body(format!(
-            "grant_type=client_credentials&client_secret={}",
-            key.key
-        ))
         .send()
-        .await
-        .unwrap();
+        .await;
 
     // Assert
     let body = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
@@ -690,7 +657,10 @@ async fn login_without_a_password_is_invalid_request() {
 
     // Act
     let resp = app
-        .token_request(&[("grant_type", "password"), ("username", &user.email)])
+        .token_form()
+        .grant("password")
+        .username(&user.email)
+        .send()
         .await;
 
     // Assert
@@ -718,7 +688,7 @@ async fn login_accepts_the_email_in_another_case() {
 async fn exchange_records_last_used_at_within_a_few_seconds() {
     // Arrange
     let app = spawn_app().await;
-    let (_, token, key) = user_with_key(&app).await;
+    let (token, key) = user_with_key(&app).await;
     assert!(key.body["last_used_at"].is_null());
     let path = format!("/keys/{}", key.id);
     let before = chrono::Utc::now() - chrono::Duration::seconds(1);
@@ -756,7 +726,10 @@ async fn an_unknown_grant_type_is_named_before_the_scope_is_looked_at() {
 
     // Act: what an importer's placeholder request sends.
     let resp = app
-        .token_request(&[("grant_type", "<string>"), ("scope", "<string>")])
+        .token_form()
+        .grant("<string>")
+        .scope("<string>")
+        .send()
         .await;
 
     // Assert

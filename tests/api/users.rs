@@ -1,16 +1,18 @@
 //! `POST /users`: registration, its validation and its problem responses.
 
 use chrono::{DateTime, Utc};
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{
+    assert_problem, assert_problem_body, assert_problem_head, field_errors, spawn_app,
+    spawn_app_with, TestApp, PASSWORD,
+};
 
 /// Sends `body` to `POST /users` as raw JSON text.
 async fn register_raw(app: &TestApp, body: &str) -> Response {
-    app.client
-        .post(app.url("/users"))
+    app.request(Method::POST, "/users", None)
         .header("content-type", "application/json")
         .body(body.to_owned())
         .send()
@@ -23,20 +25,6 @@ async fn user_count(app: &TestApp) -> i64 {
         .fetch_one(&app.sql)
         .await
         .unwrap()
-}
-
-fn fields(problem: &Value) -> Vec<&str> {
-    let mut fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .expect("the problem lists invalid fields")
-        .iter()
-        .map(|e| {
-            assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
-            e["field"].as_str().unwrap()
-        })
-        .collect();
-    fields.sort_unstable();
-    fields
 }
 
 #[tokio::test]
@@ -116,7 +104,9 @@ async fn register_lists_an_invalid_email_and_a_short_password_together_with_422(
 
     // Assert
     let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(fields(&problem), ["email", "password"]);
+    let mut fields = field_errors(&problem);
+    fields.sort_unstable();
+    assert_eq!(fields, ["email", "password"]);
     let detail = problem["detail"].as_str().unwrap();
     assert!(
         detail.contains("`email`") && detail.contains("`password`"),
@@ -136,7 +126,7 @@ async fn register_rejects_a_password_longer_than_128_characters_with_422() {
 
     // Assert
     let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(fields(&problem), ["password"]);
+    assert_eq!(field_errors(&problem), ["password"]);
     assert!(!problem.to_string().contains(&long));
 }
 
@@ -217,8 +207,7 @@ async fn register_answers_400_problem_for_a_non_json_content_type() {
 
     // Act
     let resp = app
-        .client
-        .post(app.url("/users"))
+        .request(Method::POST, "/users", None)
         .header("content-type", "text/plain")
         .body(r#"{"email": "ada@example.com", "password": "correct horse"}"#)
         .send()
@@ -243,16 +232,11 @@ async fn register_does_not_echo_a_password_sent_as_an_array_or_object() {
         let resp = register_raw(&app, &body).await;
 
         // Assert
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            resp.headers()["content-type"].to_str().unwrap(),
-            "application/problem+json"
-        );
+        assert_problem_head(&resp, StatusCode::BAD_REQUEST);
         let text = resp.text().await.unwrap();
         assert!(!text.contains(secret), "{text}");
         let problem: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(problem["status"], 400);
-        assert!(!problem["detail"].as_str().unwrap().is_empty());
+        assert_problem_body(&problem, StatusCode::BAD_REQUEST);
     }
     assert_eq!(user_count(&app).await, 0);
 }
@@ -267,15 +251,10 @@ async fn register_does_not_echo_a_password_sent_as_a_number() {
     let resp = register_raw(&app, &body).await;
 
     // Assert
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        resp.headers()["content-type"].to_str().unwrap(),
-        "application/problem+json"
-    );
+    assert_problem_head(&resp, StatusCode::BAD_REQUEST);
     let text = resp.text().await.unwrap();
     assert!(!text.contains("98765432123"), "{text}");
     let problem: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(problem["status"], 400);
-    assert!(!problem["detail"].as_str().unwrap().is_empty());
+    assert_problem_body(&problem, StatusCode::BAD_REQUEST);
     assert_eq!(user_count(&app).await, 0);
 }
