@@ -83,16 +83,6 @@ pub enum Error {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Error {
-        if crate::db::is_unavailable(&e) {
-            Error::Storage(e)
-        } else {
-            Error::Database(e)
-        }
-    }
-}
-
 impl Error {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
         Error::Invalid(vec![FieldError::new(field, message)])

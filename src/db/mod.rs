@@ -84,10 +84,17 @@ impl Db {
     }
 }
 
-/// Whether an error means the database cannot take the request now (full
-/// disk, I/O error, unreachable), so that the same request may succeed later.
-pub fn is_unavailable(err: &sqlx::Error) -> bool {
-    sqlite::is_unavailable(err)
+/// A storage error as the rest of the crate sees it: the database cannot take
+/// the request now (full disk, I/O error, unreachable), so the same request
+/// may succeed later, or something else went wrong.
+impl From<sqlx::Error> for crate::error::Error {
+    fn from(e: sqlx::Error) -> Self {
+        if sqlite::is_unavailable(&e) {
+            crate::error::Error::Storage(e)
+        } else {
+            crate::error::Error::Database(e)
+        }
+    }
 }
 
 /// The current time as stored: UTC, to the millisecond, so what a client reads

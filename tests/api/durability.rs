@@ -89,28 +89,13 @@ async fn a_full_database_refuses_every_kind_of_write_with_a_503_and_acknowledges
             .finish(),
     );
     let app = spawn_app().await;
-    let admin_email = format!("admin-{}@example.com", Uuid::now_v7().simple());
-    app.create_admin(&admin_email).await;
-    let admin = app.login(&admin_email).await;
+    let admin = app.admin().await.token;
     let user = TestUser::generate().register(&app).await;
     let token = user.login(&app).await;
     let key = app.create_key(&token, json!({ "name": "kept" })).await;
     let todo = app.create_todo(&token, "first").await;
     let todo_id = todo["id"].as_str().unwrap().to_owned();
     let target = TestUser::generate().register(&app).await;
-    let target_id = {
-        let resp = app.get(&admin, "/admin/users?limit=100").await;
-        let page: Value = resp.json().await.unwrap();
-        page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["email"] == target.email.as_str())
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
     app.server_db.stop_growing().await.unwrap();
 
     // Act and assert: every kind of write, many times, until the file is full.
@@ -170,12 +155,12 @@ async fn a_full_database_refuses_every_kind_of_write_with_a_503_and_acknowledges
     let resp = app
         .patch(
             &admin,
-            &format!("/admin/users/{target_id}"),
+            &format!("/admin/users/{}", target.id),
             json!({ "disabled": true }),
         )
         .await;
     let disabled: bool = sqlx::query_scalar("SELECT disabled FROM users WHERE id = ?")
-        .bind(Uuid::parse_str(&target_id).unwrap())
+        .bind(target.id)
         .fetch_one(&app.sql)
         .await
         .unwrap();
@@ -218,7 +203,7 @@ async fn a_full_database_refuses_every_kind_of_write_with_a_503_and_acknowledges
 async fn the_write_ahead_log_is_checkpointed_under_an_insert_only_load() {
     // Arrange
     let app = spawn_app().await;
-    let token = TestUser::generate().register(&app).await.login(&app).await;
+    let token = app.user_token().await;
 
     // Act: enough inserts to write the log far past SQLite's checkpoint size.
     for i in 0..1500 {
