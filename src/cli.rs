@@ -11,7 +11,7 @@ use crate::{
     domain::scopes::Role,
     error::Error,
     http,
-    keyring::{self, KeyState, Keyring},
+    keyring::{self, Keyring, SigningKeyState},
     App,
 };
 
@@ -92,19 +92,20 @@ fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()
             );
         }
         SigningKeyCommand::List => {
-            for key in keyring.list()? {
-                let state = match key.state {
-                    KeyState::Current => "current".to_owned(),
-                    KeyState::Verifying { until } => {
+            for listed in keyring.list()? {
+                let state = match listed.state {
+                    SigningKeyState::Current => "current".to_owned(),
+                    SigningKeyState::Verifying { until } => {
                         format!("verifying until {}", timestamp(until))
                     }
-                    KeyState::Expired => "expired".to_owned(),
+                    SigningKeyState::Expired => "expired".to_owned(),
                 };
                 println!(
                     "{}\t{}\tcreated {}\t{state}",
-                    key.kid,
-                    key.alg.as_str(),
-                    key.created_at
+                    listed.kid,
+                    listed.alg.as_str(),
+                    listed
+                        .created_at
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 );
             }

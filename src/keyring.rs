@@ -98,10 +98,10 @@ pub struct Listed {
     pub kid: String,
     pub alg: SigningAlg,
     pub created_at: DateTime<Utc>,
-    pub state: KeyState,
+    pub state: SigningKeyState,
 }
 
-pub enum KeyState {
+pub enum SigningKeyState {
     Current,
     Verifying { until: DateTime<Utc> },
     Expired,
@@ -187,11 +187,11 @@ impl Keyring {
                 alg: k.alg,
                 created_at: k.created_at,
                 state: match k.retired_at {
-                    None => KeyState::Current,
-                    Some(at) if k.verifies_at(now, self.grace) => KeyState::Verifying {
+                    None => SigningKeyState::Current,
+                    Some(at) if k.verifies_at(now, self.grace) => SigningKeyState::Verifying {
                         until: at + self.grace,
                     },
-                    Some(_) => KeyState::Expired,
+                    Some(_) => SigningKeyState::Expired,
                 },
             })
             .collect())
