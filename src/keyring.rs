@@ -201,46 +201,46 @@ impl Keyring {
     /// replaced key's grace period, changes the keys in force within a
     /// [`RELOAD_INTERVAL`]. A file that cannot be read leaves the keys as
     /// they are, with a warning.
-    pub fn spawn_watcher(self, tokens: Arc<Tokens>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut seen = self.seen.clone();
-            let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
-            loop {
-                ticks.tick().await;
-                let now_bytes = match tokio::fs::read(self.path()).await {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the signing keyring; keeping the keys in use");
-                        continue;
-                    }
-                };
-                let changed = seen.as_deref() != Some(now_bytes.as_slice());
-                let stored = match parse(&now_bytes) {
-                    Ok(stored) if changed || self.grace_ended(&stored, &tokens) => stored,
-                    Ok(_) => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the signing keyring does not parse; keeping the keys in use");
-                        continue;
-                    }
-                };
-                seen = Some(now_bytes);
-                match self.in_force(&stored, Utc::now()) {
-                    Ok(Some(keys)) => {
-                        let kid = keys.current.kid().to_owned();
-                        let verifying = keys.previous.len();
-                        tokens.replace_keys(keys);
-                        tracing::info!(kid, verifying, "signing keys reloaded");
-                    }
-                    Ok(None) => tracing::warn!(
-                        "the signing keyring has no current {} key; keeping the keys in use",
-                        self.alg.as_str()
-                    ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the signing keyring is unusable; keeping the keys in use")
-                    }
+    ///
+    /// It never ends by itself: whoever runs it decides how long it lives,
+    /// and stops it by dropping it (or aborting its task).
+    pub async fn watch(mut self, tokens: Arc<Tokens>) {
+        let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
+        loop {
+            ticks.tick().await;
+            let now_bytes = match tokio::fs::read(self.path()).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the signing keyring; keeping the keys in use");
+                    continue;
+                }
+            };
+            let changed = self.seen.as_deref() != Some(now_bytes.as_slice());
+            let stored = match parse(&now_bytes) {
+                Ok(stored) if changed || self.grace_ended(&stored, &tokens) => stored,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the signing keyring does not parse; keeping the keys in use");
+                    continue;
+                }
+            };
+            self.seen = Some(now_bytes);
+            match self.in_force(&stored, Utc::now()) {
+                Ok(Some(keys)) => {
+                    let kid = keys.current.kid().to_owned();
+                    let verifying = keys.previous.len();
+                    tokens.replace_keys(keys);
+                    tracing::info!(kid, verifying, "signing keys reloaded");
+                }
+                Ok(None) => tracing::warn!(
+                    "the signing keyring has no current {} key; keeping the keys in use",
+                    self.alg.as_str()
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the signing keyring is unusable; keeping the keys in use")
                 }
             }
-        })
+        }
     }
 
     /// Whether a key that verifies now has passed its grace period.

@@ -112,7 +112,7 @@ impl App {
         let flusher = self.state.usage.spawn_flusher(self.state.db.clone());
         let watcher = self
             .keyring
-            .map(|keyring| keyring.spawn_watcher(Arc::clone(&self.state.tokens)));
+            .map(|keyring| tokio::spawn(keyring.watch(Arc::clone(&self.state.tokens))));
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(
                 http::app(Arc::clone(&self.state)),
