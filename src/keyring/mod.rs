@@ -7,6 +7,8 @@
 //! Servers read it again every [`RELOAD_INTERVAL`], so a rotation needs no
 //! restart.
 
+mod policy;
+
 use std::{
     fs,
     io::{ErrorKind, Write},
@@ -17,16 +19,18 @@ use std::{
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::{Config, MAX_TOKEN_TTL},
+    config::Config,
     domain::{
         signing::{SigningAlg, SigningKey},
-        tokens::{KeySet, Tokens, LEEWAY_SECS},
+        tokens::{KeySet, Tokens},
     },
     owner_only,
 };
+
+pub use policy::grace;
+use policy::StoredKeyring;
 
 pub const KEYRING_FILE: &str = "signing-keys.json";
 const LOCK_FILE: &str = "signing-keys.lock";
@@ -35,14 +39,6 @@ const LEGACY_SECRET_FILE: &str = "jwt-secret";
 
 /// How often a running server looks for a rotation.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How long a replaced key keeps verifying: a server may sign with it until it
-/// next reads the file, and its tokens then live their lifetime plus the
-/// leeway.
-pub fn grace(token_ttl: Duration) -> chrono::Duration {
-    let grace = token_ttl + Duration::from_secs(LEEWAY_SECS) + 2 * RELOAD_INTERVAL;
-    chrono::Duration::from_std(grace).expect("token lifetimes are bounded")
-}
 
 /// The key the configuration names, if it names one: such a key is used as
 /// is and never rotated by latchkey.
@@ -128,18 +124,13 @@ impl Keyring {
             .read()?
             .is_none_or(|stored| stored.current(self.alg).is_none())
         {
-            self.update(|stored, now| {
-                if stored.current(self.alg).is_none() {
-                    stored.add(SigningKey::generate(self.alg)?, now);
-                }
-                Ok(())
-            })?;
+            self.update(|stored, now| stored.ensure_current(self.alg, now))?;
         }
         let path = self.path();
         let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let stored = parse(&bytes).with_context(|| format!("reading {}", path.display()))?;
-        let keys = self
-            .in_force(&stored, Utc::now())?
+        let keys = stored
+            .in_force(self.alg, self.grace, Utc::now())?
             .context("the keyring has no current key after adding one")?;
         // The watcher starts from these bytes: a rotation written after this
         // read is a change it will see.
@@ -147,30 +138,12 @@ impl Keyring {
         Ok(keys)
     }
 
-    /// Makes a new key current for every algorithm that has one (so a
-    /// rotation cannot miss the key a server signs with), or for this
-    /// algorithm in a new keyring, and starts the grace period of the keys
-    /// they replace.
+    /// Rotates the keys in the file (which ones: `StoredKeyring::rotate`)
+    /// and tells what changed.
     pub fn rotate(&self) -> anyhow::Result<Vec<Rotation>> {
         let mut rotations = Vec::new();
         self.update(|stored, now| {
-            let mut algs: Vec<SigningAlg> = [SigningAlg::HS256, SigningAlg::EdDSA]
-                .into_iter()
-                .filter(|alg| stored.current(*alg).is_some())
-                .collect();
-            if algs.is_empty() {
-                algs.push(self.alg);
-            }
-            for alg in algs {
-                let retired = stored.retire(alg, now);
-                let key = SigningKey::generate(alg)?;
-                rotations.push(Rotation {
-                    alg,
-                    current: key.kid().to_owned(),
-                    retired,
-                });
-                stored.add(key, now);
-            }
+            rotations = stored.rotate(self.alg, now)?;
             Ok(())
         })?;
         Ok(rotations)
@@ -179,22 +152,7 @@ impl Keyring {
     pub fn list(&self) -> anyhow::Result<Vec<Listed>> {
         let now = Utc::now();
         let stored = self.read()?.unwrap_or_default();
-        Ok(stored
-            .keys
-            .iter()
-            .map(|k| Listed {
-                kid: k.kid.clone(),
-                alg: k.alg,
-                created_at: k.created_at,
-                state: match k.retired_at {
-                    None => SigningKeyState::Current,
-                    Some(at) if k.verifies_at(now, self.grace) => SigningKeyState::Verifying {
-                        until: at + self.grace,
-                    },
-                    Some(_) => SigningKeyState::Expired,
-                },
-            })
-            .collect())
+        Ok(stored.list(self.grace, now))
     }
 
     /// Keeps `tokens` in step with the file: a rotation, or the end of a
@@ -217,15 +175,17 @@ impl Keyring {
             };
             let changed = self.seen.as_deref() != Some(now_bytes.as_slice());
             let stored = match parse(&now_bytes) {
-                Ok(stored) if changed || self.grace_ended(&stored, &tokens) => stored,
-                Ok(_) => continue,
+                Ok(stored) => stored,
                 Err(e) => {
                     tracing::warn!(error = %e, "the signing keyring does not parse; keeping the keys in use");
                     continue;
                 }
             };
+            if !changed && !stored.grace_ended(&tokens.key_ids(), self.grace, Utc::now()) {
+                continue;
+            }
             self.seen = Some(now_bytes);
-            match self.in_force(&stored, Utc::now()) {
+            match stored.in_force(self.alg, self.grace, Utc::now()) {
                 Ok(Some(keys)) => {
                     let kid = keys.current.kid().to_owned();
                     let verifying = keys.previous.len();
@@ -241,38 +201,6 @@ impl Keyring {
                 }
             }
         }
-    }
-
-    /// Whether a key that verifies now has passed its grace period.
-    fn grace_ended(&self, stored: &StoredKeyring, tokens: &Tokens) -> bool {
-        let now = Utc::now();
-        let in_use = tokens.key_ids();
-        stored.keys.iter().any(|k| {
-            k.retired_at.is_some() && !k.verifies_at(now, self.grace) && in_use.contains(&k.kid)
-        })
-    }
-
-    /// The current key of this algorithm and the replaced ones still in their
-    /// grace period; `None` if there is no current key.
-    fn in_force(
-        &self,
-        stored: &StoredKeyring,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<Option<KeySet>> {
-        let Some(current) = stored.current(self.alg) else {
-            return Ok(None);
-        };
-        let previous = stored
-            .keys
-            .iter()
-            .filter(|k| k.alg == self.alg)
-            .filter(|k| k.retired_at.is_some() && k.verifies_at(now, self.grace))
-            .map(StoredKey::key)
-            .collect::<anyhow::Result<_>>()?;
-        Ok(Some(KeySet {
-            current: current.key()?,
-            previous,
-        }))
     }
 
     fn read(&self) -> anyhow::Result<Option<StoredKeyring>> {
@@ -302,10 +230,7 @@ impl Keyring {
             None => self.import_legacy_secret()?,
         };
         let now = Utc::now();
-        // Keys no server can need any more, whatever its token lifetime: this
-        // process's lifetime may not be the servers'.
-        let longest = grace(MAX_TOKEN_TTL);
-        stored.keys.retain(|k| k.verifies_at(now, longest));
+        stored.prune(now);
         change(&mut stored, now)?;
         let text = serde_json::to_string_pretty(&stored).expect("the keyring serialises");
         let path = self.path();
@@ -360,69 +285,6 @@ fn parse(bytes: &[u8]) -> anyhow::Result<StoredKeyring> {
         .context("the signing keyring is not valid JSON of the expected shape")
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct StoredKeyring {
-    keys: Vec<StoredKey>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredKey {
-    kid: String,
-    alg: SigningAlg,
-    created_at: DateTime<Utc>,
-    /// When another key replaced this one; `None` while it is current.
-    retired_at: Option<DateTime<Utc>>,
-    /// The HS256 secret, or the Ed25519 key as PKCS#8 PEM.
-    private_key: String,
-}
-
-impl StoredKeyring {
-    fn current(&self, alg: SigningAlg) -> Option<&StoredKey> {
-        self.keys
-            .iter()
-            .filter(|k| k.alg == alg && k.retired_at.is_none())
-            .max_by_key(|k| k.created_at)
-    }
-
-    fn add(&mut self, key: SigningKey, now: DateTime<Utc>) {
-        self.keys.push(StoredKey {
-            kid: key.kid().to_owned(),
-            alg: key.alg(),
-            created_at: now,
-            retired_at: None,
-            private_key: key.private_text(),
-        });
-    }
-
-    fn retire(&mut self, alg: SigningAlg, now: DateTime<Utc>) -> Vec<String> {
-        self.keys
-            .iter_mut()
-            .filter(|k| k.alg == alg && k.retired_at.is_none())
-            .map(|k| {
-                k.retired_at = Some(now);
-                k.kid.clone()
-            })
-            .collect()
-    }
-}
-
-impl StoredKey {
-    /// Whether tokens it signed may still be verified at `now`: always while
-    /// it is current, then for `grace` after it was replaced.
-    fn verifies_at(&self, now: DateTime<Utc>, grace: chrono::Duration) -> bool {
-        self.retired_at.is_none_or(|at| now < at + grace)
-    }
-
-    fn key(&self) -> anyhow::Result<SigningKey> {
-        let key = SigningKey::from_private_text(self.alg, &self.private_key)
-            .with_context(|| format!("signing key {}", self.kid))?;
-        if key.kid() != self.kid {
-            bail!("signing key {} does not match its id", self.kid);
-        }
-        Ok(key)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,72 +316,6 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-    }
-
-    #[test]
-    fn a_rotation_keeps_the_replaced_key_for_the_lifetime_plus_leeway_plus_two_reloads() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ring = keyring(dir.path(), JwtAlg::Hs256);
-        let old = ring.load_or_create().unwrap().current.kid().to_owned();
-        let rotations = ring.rotate().unwrap();
-        assert_eq!(rotations.len(), 1);
-        assert_eq!(rotations[0].retired, vec![old.clone()]);
-
-        let stored = ring.read().unwrap().unwrap();
-        let retired_at = stored
-            .keys
-            .iter()
-            .find(|k| k.kid == old)
-            .unwrap()
-            .retired_at
-            .unwrap();
-        // 60 s tokens, 5 s leeway, two one-second reloads.
-        let grace = chrono::Duration::seconds(67);
-        let keys = ring
-            .in_force(
-                &stored,
-                retired_at + grace - chrono::Duration::milliseconds(1),
-            )
-            .unwrap()
-            .unwrap();
-        assert_eq!(keys.current.kid(), rotations[0].current);
-        assert_eq!(keys.previous.len(), 1);
-        assert_eq!(keys.previous[0].kid(), old);
-
-        let later = ring.in_force(&stored, retired_at + grace).unwrap().unwrap();
-        assert_eq!(later.current.kid(), rotations[0].current);
-        assert!(later.previous.is_empty());
-    }
-
-    #[test]
-    fn a_rotation_rotates_the_algorithm_in_use_whatever_it_is_told() {
-        let dir = tempfile::tempdir().unwrap();
-        let ed = keyring(dir.path(), JwtAlg::EdDsa).load_or_create().unwrap();
-        let rotations = keyring(dir.path(), JwtAlg::Hs256).rotate().unwrap();
-        assert_eq!(rotations.len(), 1);
-        assert_eq!(rotations[0].alg, SigningAlg::EdDSA);
-        assert_eq!(rotations[0].retired, vec![ed.current.kid().to_owned()]);
-    }
-
-    #[test]
-    fn a_rotation_by_a_short_lived_configuration_keeps_keys_a_longer_one_needs() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ring = keyring(dir.path(), JwtAlg::EdDsa);
-        let first = ring.load_or_create().unwrap().current.kid().to_owned();
-        ring.rotate().unwrap();
-        // A second rotation soon after, however short this process's token
-        // lifetime, must not drop the first key: a server may use 24 h tokens.
-        ring.rotate().unwrap();
-        let kept: Vec<_> = ring
-            .read()
-            .unwrap()
-            .unwrap()
-            .keys
-            .iter()
-            .map(|k| k.kid.clone())
-            .collect();
-        assert!(kept.contains(&first), "{kept:?}");
-        assert_eq!(kept.len(), 3);
     }
 
     #[test]
