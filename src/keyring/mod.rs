@@ -97,6 +97,7 @@ pub struct Listed {
     pub state: SigningKeyState,
 }
 
+#[derive(Debug, PartialEq, Eq)]
 pub enum SigningKeyState {
     Current,
     Verifying { until: DateTime<Utc> },
@@ -316,6 +317,35 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_rotation_drops_the_keys_no_server_can_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let long_ago =
+            Utc::now() - grace(crate::config::MAX_TOKEN_TTL) - chrono::Duration::seconds(1);
+        let mut stored = StoredKeyring::default();
+        stored.ensure_current(SigningAlg::EdDSA, long_ago).unwrap();
+        let expired = stored.current(SigningAlg::EdDSA).unwrap().kid.clone();
+        let replaced = stored.rotate(SigningAlg::EdDSA, long_ago).unwrap()[0]
+            .current
+            .clone();
+        fs::write(
+            dir.path().join(KEYRING_FILE),
+            serde_json::to_vec(&stored).unwrap(),
+        )
+        .unwrap();
+
+        let rotations = keyring(dir.path(), JwtAlg::EdDsa).rotate().unwrap();
+        assert_eq!(rotations[0].retired, vec![replaced.clone()]);
+        let kept: Vec<_> = parse(&fs::read(dir.path().join(KEYRING_FILE)).unwrap())
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(kept, vec![replaced, rotations[0].current.clone()]);
+        assert!(!kept.contains(&expired));
     }
 
     #[test]

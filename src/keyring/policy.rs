@@ -284,4 +284,103 @@ mod tests {
         assert!(kept.contains(&first), "{kept:?}");
         assert_eq!(kept.len(), 3);
     }
+
+    #[test]
+    fn a_new_keyring_rotates_the_algorithm_it_is_told() {
+        let mut stored = StoredKeyring::default();
+        let rotations = stored.rotate(SigningAlg::HS256, t0()).unwrap();
+        assert_eq!(rotations.len(), 1);
+        assert_eq!(rotations[0].alg, SigningAlg::HS256);
+        assert!(rotations[0].retired.is_empty());
+        assert_eq!(
+            stored.current(SigningAlg::HS256).unwrap().kid,
+            rotations[0].current
+        );
+    }
+
+    #[test]
+    fn pruning_drops_a_replaced_key_once_no_24_hour_token_can_need_it() {
+        let mut stored = with_current(SigningAlg::EdDSA, t0());
+        let old = stored.current(SigningAlg::EdDSA).unwrap().kid.clone();
+        let retired_at = t0() + chrono::Duration::hours(1);
+        stored.rotate(SigningAlg::EdDSA, retired_at).unwrap();
+        let new = stored.current(SigningAlg::EdDSA).unwrap().kid.clone();
+        // 24 h tokens, 5 s leeway, two one-second reloads.
+        let longest = chrono::Duration::hours(24) + chrono::Duration::seconds(7);
+        assert_eq!(grace(MAX_TOKEN_TTL), longest);
+
+        stored.prune(retired_at + longest - chrono::Duration::milliseconds(1));
+        assert_eq!(kids(&stored), vec![old, new.clone()]);
+
+        stored.prune(retired_at + longest);
+        assert_eq!(kids(&stored), vec![new]);
+    }
+
+    #[test]
+    fn pruning_keeps_current_keys_however_old() {
+        let mut stored = with_current(SigningAlg::HS256, t0());
+        stored.ensure_current(SigningAlg::EdDSA, t0()).unwrap();
+        stored.prune(t0() + chrono::Duration::days(3650));
+        assert_eq!(stored.keys.len(), 2);
+    }
+
+    #[test]
+    fn a_replaced_key_is_listed_verifying_for_its_grace_period_then_expired() {
+        let mut stored = with_current(SigningAlg::EdDSA, t0());
+        let old = stored.current(SigningAlg::EdDSA).unwrap().kid.clone();
+        let retired_at = t0() + chrono::Duration::minutes(5);
+        stored.rotate(SigningAlg::EdDSA, retired_at).unwrap();
+        let new = stored.current(SigningAlg::EdDSA).unwrap().kid.clone();
+        let grace = grace(Duration::from_secs(60));
+        let end = retired_at + grace;
+        let states = |now| {
+            stored
+                .list(grace, now)
+                .into_iter()
+                .map(|listed| (listed.kid, listed.state))
+                .collect::<Vec<_>>()
+        };
+
+        assert_eq!(
+            states(retired_at),
+            vec![
+                (old.clone(), SigningKeyState::Verifying { until: end }),
+                (new.clone(), SigningKeyState::Current)
+            ]
+        );
+        assert_eq!(
+            states(end - chrono::Duration::milliseconds(1))[0],
+            (old.clone(), SigningKeyState::Verifying { until: end })
+        );
+        assert_eq!(
+            states(end),
+            vec![
+                (old, SigningKeyState::Expired),
+                (new, SigningKeyState::Current)
+            ]
+        );
+
+        let listed = stored.list(grace, end);
+        assert_eq!(listed[0].alg, SigningAlg::EdDSA);
+        assert_eq!(listed[0].created_at, t0());
+        assert_eq!(listed[1].created_at, retired_at);
+    }
+
+    #[test]
+    fn the_end_of_a_grace_period_matters_only_for_a_key_still_in_use() {
+        let mut stored = with_current(SigningAlg::HS256, t0());
+        let old = stored.current(SigningAlg::HS256).unwrap().kid.clone();
+        stored.rotate(SigningAlg::HS256, t0()).unwrap();
+        let new = stored.current(SigningAlg::HS256).unwrap().kid.clone();
+        let grace = grace(Duration::from_secs(60));
+        let in_use = vec![new.clone(), old];
+
+        assert!(!stored.grace_ended(
+            &in_use,
+            grace,
+            t0() + grace - chrono::Duration::milliseconds(1)
+        ));
+        assert!(stored.grace_ended(&in_use, grace, t0() + grace));
+        assert!(!stored.grace_ended(&[new], grace, t0() + grace));
+    }
 }
