@@ -8,14 +8,9 @@
 //! restart.
 
 mod policy;
+mod store;
 
-use std::{
-    fs,
-    io::{ErrorKind, Write},
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{fs, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
@@ -26,16 +21,13 @@ use crate::{
         signing::{SigningAlg, SigningKey},
         tokens::{KeySet, Tokens},
     },
-    owner_only,
 };
 
 pub use policy::grace;
 use policy::StoredKeyring;
+use store::{parse, Store};
 
 pub const KEYRING_FILE: &str = "signing-keys.json";
-const LOCK_FILE: &str = "signing-keys.lock";
-/// Where the HS256 secret was kept before keys could rotate; imported once.
-const LEGACY_SECRET_FILE: &str = "jwt-secret";
 
 /// How often a running server looks for a rotation.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
@@ -73,7 +65,7 @@ pub fn configured(config: &Config) -> anyhow::Result<Option<SigningKey>> {
 /// The keyring file of one data directory, seen with one algorithm and token
 /// lifetime.
 pub struct Keyring {
-    dir: PathBuf,
+    store: Store,
     alg: SigningAlg,
     /// How long a replaced key keeps verifying, for this token lifetime.
     grace: chrono::Duration,
@@ -107,29 +99,24 @@ pub enum SigningKeyState {
 impl Keyring {
     pub fn new(config: &Config) -> Keyring {
         Keyring {
-            dir: config.data_dir.clone(),
+            store: Store::new(&config.data_dir),
             alg: config.jwt_alg.into(),
             grace: grace(config.token_ttl),
             seen: None,
         }
     }
 
-    fn path(&self) -> PathBuf {
-        self.dir.join(KEYRING_FILE)
-    }
-
     /// The keys in force now, after adding a current key of this algorithm
     /// if the file has none (first start, or a change of algorithm).
     pub fn load_or_create(&mut self) -> anyhow::Result<KeySet> {
         if self
+            .store
             .read()?
             .is_none_or(|stored| stored.current(self.alg).is_none())
         {
             self.update(|stored, now| stored.ensure_current(self.alg, now))?;
         }
-        let path = self.path();
-        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let stored = parse(&bytes).with_context(|| format!("reading {}", path.display()))?;
+        let (stored, bytes) = self.store.read_with_bytes()?;
         let keys = stored
             .in_force(self.alg, self.grace, Utc::now())?
             .context("the keyring has no current key after adding one")?;
@@ -152,7 +139,7 @@ impl Keyring {
 
     pub fn list(&self) -> anyhow::Result<Vec<Listed>> {
         let now = Utc::now();
-        let stored = self.read()?.unwrap_or_default();
+        let stored = self.store.read()?.unwrap_or_default();
         Ok(stored.list(self.grace, now))
     }
 
@@ -167,7 +154,7 @@ impl Keyring {
         let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
         loop {
             ticks.tick().await;
-            let now_bytes = match tokio::fs::read(self.path()).await {
+            let now_bytes = match self.store.bytes().await {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the signing keyring; keeping the keys in use");
@@ -204,86 +191,16 @@ impl Keyring {
         }
     }
 
-    fn read(&self) -> anyhow::Result<Option<StoredKeyring>> {
-        let path = self.path();
-        match fs::read(&path) {
-            Ok(bytes) => parse(&bytes)
-                .with_context(|| format!("reading {}", path.display()))
-                .map(Some),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    }
-
-    /// Read, change, write back, holding the directory's keyring lock so two
-    /// writers (a starting server, a rotation) cannot lose each other's key.
+    /// Every change to the file also drops the keys no server can need.
     fn update(
         &self,
         change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        owner_only::create_dir_all(&self.dir)
-            .with_context(|| format!("creating the data directory {}", self.dir.display()))?;
-        let lock = owner_only::open_or_create(&self.dir.join(LOCK_FILE))
-            .context("opening the signing keyring's lock file")?;
-        lock.lock().context("locking the signing keyring")?;
-        let mut stored = match self.read()? {
-            Some(stored) => stored,
-            None => self.import_legacy_secret()?,
-        };
-        let now = Utc::now();
-        stored.prune(now);
-        change(&mut stored, now)?;
-        let text = serde_json::to_string_pretty(&stored).expect("the keyring serialises");
-        let path = self.path();
-        let temporary = self.dir.join(format!("{KEYRING_FILE}.new"));
-        // A leftover from an interrupted write may have other permissions.
-        match fs::remove_file(&temporary) {
-            Err(e) if e.kind() != ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("removing {}", temporary.display()))
-            }
-            _ => {}
-        }
-        let mut file = owner_only::create_new_file(&temporary)
-            .with_context(|| format!("writing {}", temporary.display()))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
-        // The rename is durable once the directory is.
-        #[cfg(unix)]
-        fs::File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .with_context(|| format!("syncing {}", self.dir.display()))?;
-        let legacy = self.dir.join(LEGACY_SECRET_FILE);
-        if legacy.exists() {
-            fs::remove_file(&legacy)
-                .with_context(|| format!("removing {} (now in the keyring)", legacy.display()))?;
-        }
-        Ok(())
+        self.store.update(|stored, now| {
+            stored.prune(now);
+            change(stored, now)
+        })
     }
-
-    /// A data directory from before the keyring kept one HS256 secret in its
-    /// own file: it becomes the keyring's first key, so tokens it signed stay
-    /// valid.
-    fn import_legacy_secret(&self) -> anyhow::Result<StoredKeyring> {
-        let mut stored = StoredKeyring::default();
-        let legacy = self.dir.join(LEGACY_SECRET_FILE);
-        match fs::read_to_string(&legacy) {
-            Ok(text) => {
-                let key = SigningKey::hs256(text.trim().as_bytes())
-                    .with_context(|| format!("reading {}", legacy.display()))?;
-                stored.add(key, Utc::now());
-                tracing::info!(path = %legacy.display(), "moved the JWT secret into the signing keyring");
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("reading {}", legacy.display())),
-        }
-        Ok(stored)
-    }
-}
-
-fn parse(bytes: &[u8]) -> anyhow::Result<StoredKeyring> {
-    serde_json::from_slice(bytes)
-        .context("the signing keyring is not valid JSON of the expected shape")
 }
 
 #[cfg(test)]
@@ -357,19 +274,6 @@ mod tests {
         assert_eq!(ed.current.alg(), SigningAlg::EdDSA);
         let hs_again = keyring(dir.path(), JwtAlg::Hs256).load_or_create().unwrap();
         assert_eq!(hs_again.current.kid(), hs.current.kid());
-    }
-
-    #[test]
-    fn a_secret_from_before_the_keyring_is_imported() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = "s".repeat(43);
-        fs::write(dir.path().join(LEGACY_SECRET_FILE), &secret).unwrap();
-        let keys = keyring(dir.path(), JwtAlg::Hs256).load_or_create().unwrap();
-        assert_eq!(
-            keys.current.kid(),
-            SigningKey::hs256(secret.as_bytes()).unwrap().kid()
-        );
-        assert!(!dir.path().join(LEGACY_SECRET_FILE).exists());
     }
 
     #[test]
