@@ -9,8 +9,9 @@
 
 mod policy;
 mod store;
+mod watcher;
 
-use std::{fs, sync::Arc, time::Duration};
+use std::{fs, time::Duration};
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
@@ -19,13 +20,13 @@ use crate::{
     config::Config,
     domain::{
         signing::{SigningAlg, SigningKey},
-        tokens::{KeySet, Tokens},
+        tokens::KeySet,
     },
 };
 
 pub use policy::grace;
 use policy::StoredKeyring;
-use store::{parse, Store};
+use store::Store;
 
 pub const KEYRING_FILE: &str = "signing-keys.json";
 
@@ -143,54 +144,6 @@ impl Keyring {
         Ok(stored.list(self.grace, now))
     }
 
-    /// Keeps `tokens` in step with the file: a rotation, or the end of a
-    /// replaced key's grace period, changes the keys in force within a
-    /// [`RELOAD_INTERVAL`]. A file that cannot be read leaves the keys as
-    /// they are, with a warning.
-    ///
-    /// It never ends by itself: whoever runs it decides how long it lives,
-    /// and stops it by dropping it (or aborting its task).
-    pub async fn watch(mut self, tokens: Arc<Tokens>) {
-        let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
-        loop {
-            ticks.tick().await;
-            let now_bytes = match self.store.bytes().await {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the signing keyring; keeping the keys in use");
-                    continue;
-                }
-            };
-            let changed = self.seen.as_deref() != Some(now_bytes.as_slice());
-            let stored = match parse(&now_bytes) {
-                Ok(stored) => stored,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the signing keyring does not parse; keeping the keys in use");
-                    continue;
-                }
-            };
-            if !changed && !stored.grace_ended(&tokens.key_ids(), self.grace, Utc::now()) {
-                continue;
-            }
-            self.seen = Some(now_bytes);
-            match stored.in_force(self.alg, self.grace, Utc::now()) {
-                Ok(Some(keys)) => {
-                    let kid = keys.current.kid().to_owned();
-                    let verifying = keys.previous.len();
-                    tokens.replace_keys(keys);
-                    tracing::info!(kid, verifying, "signing keys reloaded");
-                }
-                Ok(None) => tracing::warn!(
-                    "the signing keyring has no current {} key; keeping the keys in use",
-                    self.alg.as_str()
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the signing keyring is unusable; keeping the keys in use")
-                }
-            }
-        }
-    }
-
     /// Every change to the file also drops the keys no server can need.
     fn update(
         &self,
@@ -253,9 +206,13 @@ mod tests {
         )
         .unwrap();
 
-        let rotations = keyring(dir.path(), JwtAlg::EdDsa).rotate().unwrap();
+        let ring = keyring(dir.path(), JwtAlg::EdDsa);
+        let rotations = ring.rotate().unwrap();
         assert_eq!(rotations[0].retired, vec![replaced.clone()]);
-        let kept: Vec<_> = parse(&fs::read(dir.path().join(KEYRING_FILE)).unwrap())
+        let kept: Vec<_> = ring
+            .store
+            .read()
+            .unwrap()
             .unwrap()
             .keys
             .into_iter()
