@@ -12,7 +12,7 @@ use crate::{
     domain::scopes::Role,
     error::Error,
     http,
-    keyring::{self, KeyState, Keyring},
+    keyring::{self, Keyring, SigningKeyState},
     service::accounts,
     App,
 };
@@ -132,7 +132,10 @@ fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()
     let keyring = Keyring::new(config);
     match command {
         SigningKeyCommand::Rotate => {
-            let until = Utc::now() + keyring::grace(config.token_ttl);
+            let grace = keyring::grace(config.token_ttl);
+            let until = Utc::now() + grace;
+            // What a replaced key verifies for beyond the token lifetime.
+            let margin = (grace - chrono::Duration::from_std(config.token_ttl)?).num_seconds();
             for rotation in keyring.rotate()? {
                 println!(
                     "new current {} signing key: {}",
@@ -142,7 +145,7 @@ fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()
                 for kid in rotation.retired {
                     println!(
                         "replaced key {kid} keeps verifying for the servers' token lifetime \
-                         plus 7 s (with --token-ttl {}: until {})",
+                         plus {margin} s (with --token-ttl {}: until {})",
                         humantime::format_duration(config.token_ttl),
                         timestamp(until)
                     );
@@ -154,19 +157,20 @@ fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()
             );
         }
         SigningKeyCommand::List => {
-            for key in keyring.list()? {
-                let state = match key.state {
-                    KeyState::Current => "current".to_owned(),
-                    KeyState::Verifying { until } => {
+            for listed in keyring.list()? {
+                let state = match listed.state {
+                    SigningKeyState::Current => "current".to_owned(),
+                    SigningKeyState::Verifying { until } => {
                         format!("verifying until {}", timestamp(until))
                     }
-                    KeyState::Expired => "expired".to_owned(),
+                    SigningKeyState::Expired => "expired".to_owned(),
                 };
                 println!(
                     "{}\t{}\tcreated {}\t{state}",
-                    key.kid,
-                    key.alg.as_str(),
-                    key.created_at
+                    listed.kid,
+                    listed.alg.as_str(),
+                    listed
+                        .created_at
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 );
             }

@@ -95,13 +95,9 @@ impl App {
         tasks.add("key-use writer", move |stopping| async move {
             last_used.write_behind(db, stopping).await;
         });
+        // Where the signing keys are reloaded from; none for a configured key.
         if let Some(keyring) = keyring {
-            // Where the signing keys are reloaded from; none for a configured key.
-            let watcher = keyring.spawn_watcher(Arc::clone(&state.tokens));
-            tasks.add("keyring watcher", move |mut stopping| async move {
-                stopping.wait().await;
-                watcher.abort();
-            });
+            tasks.add_until_stopped("keyring watcher", keyring.watch(Arc::clone(&state.tokens)));
         }
         Ok(App {
             acceptor,
