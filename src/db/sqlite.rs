@@ -119,6 +119,13 @@ mod tests {
         conn
     }
 
+    async fn children(conn: &mut SqliteConnection) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM child")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
     const INSERT: &str = "INSERT INTO child (id, parent) VALUES (1, 99) RETURNING id";
 
     #[tokio::test]
@@ -126,11 +133,7 @@ mod tests {
         let mut conn = connection_with_a_deferred_check().await;
         let rows: Result<Vec<(i64,)>, _> = sqlx::query_as(INSERT).fetch_all(&mut conn).await;
         assert!(rows.is_err(), "the failed commit is reported");
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM child")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(stored, 0);
+        assert_eq!(children(&mut conn).await, 0);
     }
 
     /// Why `db/` never fetches one row of a write: sqlx stops at the first row
@@ -144,11 +147,7 @@ mod tests {
             row.is_ok(),
             "sqlx answers the row although nothing is stored"
         );
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM child")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(stored, 0);
+        assert_eq!(children(&mut conn).await, 0);
     }
 
     #[tokio::test]
