@@ -106,6 +106,14 @@ pub struct Config {
     )]
     pub registration: Registration,
 
+    /// Refuse tokens (503) once this instance has not heard from the database for this long, e.g. 10s; by default it keeps verifying with the revocations it knows.
+    #[arg(long, env = "LATCHKEY_REVOCATION_MAX_LAG", value_parser = parse_max_lag, global = true)]
+    pub revocation_max_lag: Option<Duration>,
+
+    /// On SIGTERM, keep serving this long with `/ready` answering 503, so a load balancer stops sending before the listener closes, e.g. 10s.
+    #[arg(long, env = "LATCHKEY_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration, global = true)]
+    pub shutdown_delay: Duration,
+
     /// Log output format.
     #[arg(
         long,
@@ -134,6 +142,8 @@ impl Config {
             issuer: None,
             audience: DEFAULT_AUDIENCE.into(),
             registration: Registration::Open,
+            revocation_max_lag: None,
+            shutdown_delay: Duration::ZERO,
             log_format: LogFormat::Pretty,
         }
     }
@@ -152,6 +162,16 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
         return Err("must be between 1s and 24h".into());
     }
     Ok(ttl)
+}
+
+/// The window is reloaded twice a second; a lag shorter than a few reloads
+/// would refuse tokens whenever one reload is slow.
+fn parse_max_lag(s: &str) -> Result<Duration, String> {
+    let lag = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if lag < Duration::from_secs(2) {
+        return Err("must be at least 2s".into());
+    }
+    Ok(lag)
 }
 
 /// RFC 8414 §2: the issuer is an http(s) URL with no query or fragment. It

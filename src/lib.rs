@@ -10,12 +10,21 @@ pub mod http;
 pub mod keyring;
 pub mod last_used;
 pub mod owner_only;
+pub mod revocations;
 pub mod service;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use poem::{
@@ -29,6 +38,7 @@ use crate::{
     domain::tokens::{KeySet, TokenSettings, Tokens},
     keyring::Keyring,
     last_used::LastUsed,
+    revocations::Revocations,
     state::AppState,
     tasks::BackgroundTasks,
 };
@@ -42,6 +52,7 @@ pub struct App {
     addr: SocketAddr,
     state: Arc<AppState>,
     tasks: BackgroundTasks,
+    shutdown_delay: Duration,
 }
 
 impl App {
@@ -83,17 +94,32 @@ impl App {
             },
             keys,
         );
+        // Loaded before the first request: a restart forgets no revocation.
+        let revocations = Arc::new(Revocations::new(
+            config.token_ttl,
+            config.revocation_max_lag,
+        ));
+        revocations
+            .reload(&db)
+            .await
+            .context("loading the revocations in force")?;
         let state = Arc::new(AppState {
             db,
             tokens: Arc::new(tokens),
             last_used: Arc::new(LastUsed::default()),
+            revocations,
             registration_open: config.registration == Registration::Open,
+            draining: AtomicBool::new(false),
         });
 
         let mut tasks = BackgroundTasks::default();
         let (last_used, db) = (Arc::clone(&state.last_used), state.db.clone());
         tasks.add("key-use writer", move |stopping| async move {
             last_used.write_behind(db, stopping).await;
+        });
+        let (revocations, db) = (Arc::clone(&state.revocations), state.db.clone());
+        tasks.add("revocation feed", move |stopping| {
+            revocations.follow(db, stopping)
         });
         // Where the signing keys are reloaded from; none for a configured key.
         if let Some(keyring) = keyring {
@@ -104,6 +130,7 @@ impl App {
             addr,
             state,
             tasks,
+            shutdown_delay: config.shutdown_delay,
         })
     }
 
@@ -116,11 +143,26 @@ impl App {
         self.state.db.clone()
     }
 
+    /// The revocations this server enforces, for tests that look at its window.
+    pub fn revocations(&self) -> Arc<Revocations> {
+        Arc::clone(&self.state.revocations)
+    }
+
     /// Serves until `stop` completes, then lets in-flight requests finish,
     /// stops the background tasks (which writes pending key-use times) and
     /// closes the database.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let tasks = self.tasks.start();
+        let state = Arc::clone(&self.state);
+        let delay = self.shutdown_delay;
+        let stop = async move {
+            stop.await;
+            state.draining.store(true, Ordering::Relaxed);
+            if !delay.is_zero() {
+                tracing::info!(?delay, "shutting down: /ready answers 503 before the drain");
+                tokio::time::sleep(delay).await;
+            }
+        };
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(
                 http::app(Arc::clone(&self.state)),

@@ -1,12 +1,16 @@
 //! What every request handler shares.
 
-use std::sync::Arc;
+use std::sync::{atomic::AtomicBool, Arc};
 
-use crate::{db::Db, domain::tokens::Tokens, last_used::LastUsed};
+use crate::{db::Db, domain::tokens::Tokens, last_used::LastUsed, revocations::Revocations};
 
 pub struct AppState {
     pub db: Db,
     pub tokens: Arc<Tokens>,
     pub last_used: Arc<LastUsed>,
+    pub revocations: Arc<Revocations>,
     pub registration_open: bool,
+    /// Set once shutdown begins, so `/ready` sends load balancers elsewhere
+    /// while requests drain.
+    pub draining: AtomicBool,
 }

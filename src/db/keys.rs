@@ -4,9 +4,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{sqlite::SqliteRow, FromRow, Row};
 use uuid::Uuid;
 
-use super::Db;
+use super::{changes, Db};
 use crate::domain::{
     keys::KeyHash,
+    revocation::{Change, ChangeKind, Millis},
     scopes::{Role, Scopes},
 };
 
@@ -98,19 +99,70 @@ pub async fn get(db: &Db, id: Uuid, owner: Option<Uuid>) -> Result<Option<Key>, 
     .await
 }
 
-/// Marks a key revoked, keeping the first revocation time. Returns false when
-/// there is no such key (or it isn't the owner's).
-pub async fn revoke(db: &Db, id: Uuid, owner: Option<Uuid>) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3)
-         WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)",
+/// What revoking a key did.
+pub enum Revoked {
+    /// It is revoked now; the change ends its live tokens.
+    Now(Change),
+    /// It was revoked before: nothing changed.
+    Already,
+    /// There is no such key (or it isn't the owner's).
+    NoSuchKey,
+}
+
+/// Marks a key revoked and records the change in the same transaction. The
+/// first revocation time is kept.
+pub async fn revoke(
+    db: &Db,
+    id: Uuid,
+    owner: Option<Uuid>,
+    lifetime: Millis,
+) -> Result<Revoked, sqlx::Error> {
+    let mut tx = db.writer().begin().await?;
+    let revoked: Vec<(Uuid,)> = sqlx::query_as(
+        "UPDATE api_keys SET revoked_at = $3
+         WHERE id = $1 AND ($2 IS NULL OR user_id = $2) AND revoked_at IS NULL
+         RETURNING user_id",
     )
     .bind(id)
     .bind(owner)
     .bind(super::now())
-    .execute(db.writer())
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(done.rows_affected() > 0)
+    let outcome = match super::at_most_one(revoked) {
+        Some((user_id,)) => Revoked::Now(
+            changes::record(
+                &mut tx,
+                user_id,
+                ChangeKind::KeyRevoked { key_id: id },
+                lifetime,
+            )
+            .await?,
+        ),
+        None => {
+            let exists: Option<(i64,)> = sqlx::query_as(
+                "SELECT 1 FROM api_keys WHERE id = $1 AND ($2 IS NULL OR user_id = $2)",
+            )
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if exists.is_some() {
+                Revoked::Already
+            } else {
+                Revoked::NoSuchKey
+            }
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// The key an API key's hash names, and its owner, if there is one.
+pub async fn find_by_hash(db: &Db, hash: &KeyHash) -> Result<Option<(Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, user_id FROM api_keys WHERE key_hash = $1")
+        .bind(&hash.0[..])
+        .fetch_optional(db.reader())
+        .await
 }
 
 /// Everything the token exchange needs about a key and its owner, in one

@@ -9,6 +9,7 @@
 //! of that commit (a full disk would be answered as a success), and never
 //! lets SQLite checkpoint its write-ahead log.
 
+pub mod changes;
 pub mod keys;
 mod sqlite;
 pub mod todos;
@@ -101,6 +102,12 @@ impl From<sqlx::Error> for crate::error::Error {
 /// back equals what it was told at creation.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
+}
+
+/// The current time in milliseconds since the Unix epoch, as the revocation
+/// feed records it.
+pub fn now_ms() -> crate::domain::revocation::Millis {
+    Utc::now().timestamp_millis()
 }
 
 /// The one row a write returned (see the module's note on `RETURNING`).

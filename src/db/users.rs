@@ -6,7 +6,11 @@ use sqlx::{sqlite::SqliteRow, FromRow, Row, SqliteExecutor};
 use uuid::Uuid;
 
 use super::Db;
-use crate::domain::{scopes::Role, users::Email};
+use crate::domain::{
+    revocation::{Change, ChangeKind, Millis},
+    scopes::Role,
+    users::Email,
+};
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -130,34 +134,58 @@ pub enum UpdateUserError {
     Db(#[from] sqlx::Error),
 }
 
-/// Changes a user's role or disabled flag, refusing to leave no active admin.
-/// The guard lives in the statement itself, so two admins demoting each other
-/// at the same moment cannot both succeed.
+/// Changes a user's role or disabled flag, refusing to leave no active admin,
+/// and records what the change ends in the same transaction: a new role or a
+/// disable cuts off the account's tokens, an enable lifts the disable. The
+/// guard lives in the statement itself, so two admins demoting each other at
+/// the same moment cannot both succeed.
 pub async fn update_access(
     db: &Db,
     id: Uuid,
     role: Option<Role>,
     disabled: Option<bool>,
-) -> Result<User, UpdateUserError> {
+    lifetime: Millis,
+) -> Result<(User, Vec<Change>), UpdateUserError> {
+    let mut tx = db.writer().begin().await?;
+    let Some(before) = get_on(&mut *tx, id).await? else {
+        return Err(UpdateUserError::NotFound);
+    };
     let updated = sqlx::query_as(
-        "UPDATE users SET role = coalesce(?2, role), disabled = coalesce(?3, disabled)
-         WHERE id = ?1 AND (
-             (coalesce(?2, role) = 'admin' AND NOT coalesce(?3, disabled))
+        "UPDATE users SET role = coalesce($2, role), disabled = coalesce($3, disabled)
+         WHERE id = $1 AND (
+             (coalesce($2, role) = 'admin' AND NOT coalesce($3, disabled))
              OR NOT (role = 'admin' AND NOT disabled)
              OR EXISTS (SELECT 1 FROM users other
-                        WHERE other.id <> ?1 AND other.role = 'admin' AND NOT other.disabled)
+                        WHERE other.id <> $1 AND other.role = 'admin' AND NOT other.disabled)
          )
          RETURNING id, email, role, disabled, created_at",
     )
     .bind(id)
     .bind(role.map(Role::as_str))
     .bind(disabled)
-    .fetch_all(db.writer())
+    .fetch_all(&mut *tx)
     .await?;
-    match super::at_most_one(updated) {
-        Some(user) => Ok(user),
-        // Asked of the writer, which has just seen the refused update.
-        None if get_on(db.writer(), id).await?.is_some() => Err(UpdateUserError::LastAdmin),
-        None => Err(UpdateUserError::NotFound),
+    let Some(after): Option<User> = super::at_most_one(updated) else {
+        return Err(UpdateUserError::LastAdmin);
+    };
+    let mut changes = Vec::new();
+    for kind in access_changes(&before, &after) {
+        changes.push(super::changes::record(&mut tx, id, kind, lifetime).await?);
     }
+    tx.commit().await?;
+    Ok((after, changes))
+}
+
+/// What an update ends or restores: a disable, an enable, a new role.
+fn access_changes(before: &User, after: &User) -> Vec<ChangeKind> {
+    let mut kinds = Vec::new();
+    match (before.disabled, after.disabled) {
+        (false, true) => kinds.push(ChangeKind::Disabled),
+        (true, false) => kinds.push(ChangeKind::Enabled),
+        _ => {}
+    }
+    if before.role != after.role {
+        kinds.push(ChangeKind::SignedOut);
+    }
+    kinds
 }

@@ -4,6 +4,7 @@ pub mod grants;
 pub mod keys;
 pub mod new_key;
 pub mod pages;
+pub mod revocation;
 pub mod scopes;
 pub mod signing;
 pub mod todos;

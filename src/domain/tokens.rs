@@ -2,17 +2,19 @@
 //!
 //! Tokens are RFC 9068-shaped JWTs. Verification reads nothing but the token
 //! and the key in memory: that is what lets any number of servers check them
-//! without a database, at the price that a revoked key's tokens live out their
-//! (short) lifetime.
+//! without a database. Revocation is checked beside it, also in memory (see
+//! `crate::revocations`).
 
 use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{de, Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use super::{
+    revocation::{Millis, TokenOrigin},
     scopes::{Role, Scopes},
     signing::{PublicKey, SigningAlg, SigningKey},
 };
@@ -33,6 +35,21 @@ pub struct Claims {
     pub client_id: String,
     pub issued_at: i64,
     pub expires_at: i64,
+    pub jti: Uuid,
+    /// When the token was issued, to the millisecond (from its UUIDv7 `jti`).
+    pub issued_ms: Millis,
+}
+
+impl Claims {
+    /// What revocations are matched against.
+    pub fn origin(&self) -> TokenOrigin {
+        TokenOrigin {
+            user_id: self.user_id,
+            key_id: Uuid::parse_str(&self.client_id).ok(),
+            jti: self.jti,
+            issued: self.issued_ms,
+        }
+    }
 }
 
 /// Who a new token is for.
@@ -41,6 +58,8 @@ pub struct Grant<'a> {
     pub role: Role,
     pub scopes: Scopes,
     pub client_id: &'a str,
+    /// The token expires no later than this (its key's own expiry).
+    pub not_after: Option<DateTime<Utc>>,
 }
 
 pub struct Issued {
@@ -54,6 +73,8 @@ pub enum TokenError {
     Expired,
     #[error("the access token is malformed or its signature does not verify")]
     Invalid,
+    #[error("the access token has been revoked; get a new one if you still may")]
+    Revoked,
     #[error("could not sign the token")]
     Signing(#[source] jsonwebtoken::errors::Error),
 }
@@ -124,6 +145,10 @@ impl Tokens {
         &self.issuer
     }
 
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
     /// The algorithm new tokens are signed with.
     pub fn alg(&self) -> SigningAlg {
         self.keys.load().alg
@@ -140,17 +165,22 @@ impl Tokens {
         keys.verifiers.iter().map(|v| v.kid.clone()).collect()
     }
 
-    pub fn issue(&self, grant: &Grant<'_>) -> Result<Issued, TokenError> {
-        let now = chrono::Utc::now().timestamp();
-        let ttl = self.ttl.as_secs();
+    /// Signs a token issued at `at`: the moment the facts it grants were
+    /// read, so that a revocation committed after that moment covers it.
+    pub fn issue(&self, grant: &Grant<'_>, at: DateTime<Utc>) -> Result<Issued, TokenError> {
+        let iat = at.timestamp();
+        let mut exp = iat + self.ttl.as_secs() as i64;
+        if let Some(not_after) = grant.not_after {
+            exp = exp.min(not_after.timestamp());
+        }
         let scope = grant.scopes.to_string();
         let claims = OutgoingClaims {
             iss: &self.issuer,
             aud: &self.audience,
             sub: grant.user_id,
-            iat: now,
-            exp: now + ttl as i64,
-            jti: Uuid::now_v7(),
+            iat,
+            exp,
+            jti: jti_at(at),
             client_id: grant.client_id,
             scope: &scope,
             role: grant.role.as_str(),
@@ -160,7 +190,7 @@ impl Tokens {
             .map_err(TokenError::Signing)?;
         Ok(Issued {
             access_token,
-            expires_in: ttl,
+            expires_in: u64::try_from(exp - iat).unwrap_or(0),
         })
     }
 
@@ -199,6 +229,8 @@ impl Tokens {
             client_id: c.client_id,
             issued_at: c.iat,
             expires_at: c.exp,
+            jti: c.jti,
+            issued_ms: issued_ms(c.jti, c.iat),
         })
     }
 }
@@ -237,6 +269,28 @@ fn validation(settings: &TokenSettings, alg: SigningAlg) -> Validation {
     validation
 }
 
+/// A UUIDv7 whose timestamp is `at`: the token's issue time to the millisecond.
+fn jti_at(at: DateTime<Utc>) -> Uuid {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        ms / 1000,
+        (ms % 1000) as u32 * 1_000_000,
+    ))
+}
+
+/// The issue time a token's `jti` records; its `iat` (rounded down to the
+/// second, so never later) if the `jti` is not a UUIDv7.
+fn issued_ms(jti: Uuid, iat: i64) -> Millis {
+    match (jti.get_version(), jti.get_timestamp()) {
+        (Some(uuid::Version::SortRand), Some(ts)) => {
+            let (secs, nanos) = ts.to_unix();
+            i64::try_from(secs).unwrap_or(i64::MAX) * 1000 + i64::from(nanos / 1_000_000)
+        }
+        _ => iat.saturating_mul(1000),
+    }
+}
+
 #[derive(Serialize)]
 struct OutgoingClaims<'a> {
     iss: &'a str,
@@ -253,6 +307,7 @@ struct OutgoingClaims<'a> {
 #[derive(Deserialize)]
 struct IncomingClaims {
     sub: Uuid,
+    jti: Uuid,
     iat: i64,
     exp: i64,
     client_id: String,
@@ -305,6 +360,7 @@ mod tests {
             role: Role::User,
             scopes: Scopes::of(&[Scope::TodosRead]),
             client_id: "password",
+            not_after: None,
         }
     }
 
@@ -313,7 +369,7 @@ mod tests {
         for alg in [SigningAlg::HS256, SigningAlg::EdDSA] {
             let t = tokens(key(alg), vec![]);
             let grant = grant();
-            let issued = t.issue(&grant).unwrap();
+            let issued = t.issue(&grant, Utc::now()).unwrap();
             assert_eq!(issued.expires_in, 60);
             let claims = t.verify(&issued.access_token).unwrap();
             assert_eq!(claims.user_id, grant.user_id);
@@ -324,9 +380,65 @@ mod tests {
     }
 
     #[test]
+    fn a_token_records_its_issue_time_to_the_millisecond() {
+        let t = tokens(key(SigningAlg::HS256), vec![]);
+        let at = DateTime::from_timestamp_millis(1_790_000_000_123).unwrap();
+        let claims = t.verify(&t.issue(&grant(), at).unwrap().access_token);
+        // Long expired, so read without the expiry check.
+        assert!(matches!(claims, Err(TokenError::Expired)));
+        let now = crate::db::now();
+        let claims = t
+            .verify(&t.issue(&grant(), now).unwrap().access_token)
+            .unwrap();
+        assert_eq!(claims.issued_ms, now.timestamp_millis());
+        assert_eq!(claims.issued_at, now.timestamp());
+        assert_eq!(issued_ms(jti_at(at), 0), 1_790_000_000_123);
+        assert_eq!(
+            issued_ms(
+                Uuid::from_u128(0x0123_4567_89ab_4def_8123_4567_89ab_cdef),
+                1_790_000_000
+            ),
+            1_790_000_000_000
+        );
+    }
+
+    #[test]
+    fn a_token_expires_no_later_than_its_key() {
+        let t = tokens(key(SigningAlg::HS256), vec![]);
+        let now = Utc::now();
+        let soon = now + chrono::Duration::seconds(20);
+        let issued = t
+            .issue(
+                &Grant {
+                    not_after: Some(soon),
+                    ..grant()
+                },
+                now,
+            )
+            .unwrap();
+        assert_eq!(issued.expires_in, 20);
+        let claims = t.verify(&issued.access_token).unwrap();
+        assert_eq!(claims.expires_at, soon.timestamp());
+
+        let later = now + chrono::Duration::hours(1);
+        let issued = t
+            .issue(
+                &Grant {
+                    not_after: Some(later),
+                    ..grant()
+                },
+                now,
+            )
+            .unwrap();
+        assert_eq!(issued.expires_in, 60, "the lifetime still bounds it");
+    }
+
+    #[test]
     fn a_token_from_another_key_is_invalid() {
         for alg in [SigningAlg::HS256, SigningAlg::EdDSA] {
-            let issued = tokens(key(alg), vec![]).issue(&grant()).unwrap();
+            let issued = tokens(key(alg), vec![])
+                .issue(&grant(), Utc::now())
+                .unwrap();
             assert!(matches!(
                 tokens(key(alg), vec![]).verify(&issued.access_token),
                 Err(TokenError::Invalid)
@@ -338,13 +450,13 @@ mod tests {
     fn a_previous_key_still_verifies_after_a_rotation() {
         let old = key(SigningAlg::EdDSA);
         let t = tokens(same(&old), vec![]);
-        let before = t.issue(&grant()).unwrap().access_token;
+        let before = t.issue(&grant(), Utc::now()).unwrap().access_token;
         t.replace_keys(KeySet {
             current: key(SigningAlg::EdDSA),
             previous: vec![same(&old)],
         });
         assert!(t.verify(&before).is_ok());
-        let after = t.issue(&grant()).unwrap().access_token;
+        let after = t.issue(&grant(), Utc::now()).unwrap().access_token;
         assert!(t.verify(&after).is_ok());
         assert_eq!(t.public_keys().len(), 2);
 
@@ -359,7 +471,7 @@ mod tests {
     #[test]
     fn with_several_keys_a_token_naming_no_known_kid_is_invalid() {
         let t = tokens(key(SigningAlg::EdDSA), vec![key(SigningAlg::EdDSA)]);
-        let genuine = t.issue(&grant()).unwrap().access_token;
+        let genuine = t.issue(&grant(), Utc::now()).unwrap().access_token;
         let (head, rest) = genuine.split_once('.').unwrap();
         let mut header: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(head).unwrap()).unwrap();

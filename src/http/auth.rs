@@ -1,5 +1,6 @@
-//! Bearer authentication: the JWT is checked in memory (signature and claims),
-//! with no database lookup, then handlers ask for the scope they need.
+//! Bearer authentication: the JWT is checked in memory (signature, claims and
+//! the revocations in force), with no database lookup, then handlers ask for
+//! the scope they need.
 
 use std::sync::Arc;
 
@@ -7,8 +8,12 @@ use poem::Request;
 use poem_openapi::{auth::Bearer, OAuthScopes, SecurityScheme};
 
 use crate::{
-    domain::{scopes::Scope, tokens::Claims},
+    domain::{
+        scopes::Scope,
+        tokens::{Claims, TokenError},
+    },
     error::Error,
+    revocations::Refusal,
     state::AppState,
 };
 
@@ -64,10 +69,18 @@ async fn verify(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
     let state = req
         .data::<Arc<AppState>>()
         .expect("the app state is attached to every route");
-    state
+    let claims = state
         .tokens
         .verify(&bearer.token)
-        .map_err(|e| Error::InvalidToken(e).into())
+        .map_err(Error::InvalidToken)?;
+    match state.revocations.check(&claims) {
+        Ok(()) => Ok(claims),
+        Err(Refusal::Revoked) => Err(Error::InvalidToken(TokenError::Revoked).into()),
+        Err(Refusal::Stale) => Err(Error::Unavailable(
+            "This server has lost touch with the database and cannot tell whether the token was revoked",
+        )
+        .into()),
+    }
 }
 
 impl Auth {

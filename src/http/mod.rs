@@ -8,6 +8,7 @@ pub mod docs;
 pub mod documented;
 pub mod fields;
 pub mod middleware;
+pub mod oauth;
 pub mod problem;
 pub mod spec;
 pub mod token_request;

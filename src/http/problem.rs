@@ -19,7 +19,7 @@ use crate::{
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const REALM: &str = "latchkey";
 /// How long a client should wait before it tries again after a `503`.
-const RETRY_AFTER_SECS: &str = "5";
+pub const RETRY_AFTER_SECS: &str = "5";
 
 /// An RFC 9457 problem details object.
 #[derive(Debug, Object)]

@@ -5,8 +5,8 @@ use poem_openapi::{LicenseObject, OpenApi, OpenApiService, ServerObject};
 use serde_json::Value;
 
 use super::api::{
-    admin::AdminApi, discovery::DiscoveryApi, health::HealthApi, keys::KeysApi, todos::TodosApi,
-    token::TokenApi, users::UsersApi,
+    admin::AdminApi, discovery::DiscoveryApi, health::HealthApi, keys::KeysApi,
+    revocation::RevocationApi, todos::TodosApi, token::TokenApi, users::UsersApi,
 };
 
 /// The base URL the committed spec names: where `cargo run --release` serves.
@@ -19,6 +19,7 @@ pub fn service(base_url: &str) -> OpenApiService<impl OpenApi, ()> {
     let apis = (
         UsersApi,
         TokenApi,
+        RevocationApi,
         KeysApi,
         TodosApi,
         AdminApi,

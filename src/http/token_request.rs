@@ -97,11 +97,7 @@ impl Refusal {
 /// the Basic header, then the grant type (with an unknown one nothing else
 /// matters), the scope, and the grant's own parameters.
 pub fn parse(body: TokenRequest, headers: &HeaderMap) -> Result<Parsed, Refusal> {
-    let basic = basic_credentials(headers).map_err(|description| Refusal {
-        challenge: challenge(headers, true),
-        ..Refusal::new("invalid_client", description)
-    })?;
-    let challenge = challenge(headers, basic.is_some());
+    let (basic, challenge) = basic_and_challenge(headers)?;
     let password_grant = match body.grant_type.as_str() {
         "client_credentials" => false,
         "password" => true,
@@ -141,33 +137,10 @@ pub fn parse(body: TokenRequest, headers: &HeaderMap) -> Result<Parsed, Refusal>
         };
         Grant::Password { username, password }
     } else {
-        let (client_id, secret) = match (basic, body.client_secret) {
-            (Some(_), Some(_)) => {
-                return Err(Refusal::new(
-                    "invalid_request",
-                    "Send the client credentials once: by HTTP Basic or in the body, not both.",
-                ))
-            }
-            (Some((id, secret)), None) => {
-                if body.client_id.as_ref().is_some_and(|b| *b != id) {
-                    return Err(Refusal::new(
-                        "invalid_request",
-                        "client_id in the body differs from the one sent by HTTP Basic.",
-                    ));
-                }
-                (Some(id), secret)
-            }
-            (None, Some(secret)) => (body.client_id, secret),
-            (None, None) => {
-                return Err(Refusal::new(
-                    "invalid_client",
-                    "Send the API key as client_secret, in the body or by HTTP Basic.",
-                ))
-            }
-        };
+        let client = combine(basic, body.client_id, body.client_secret)?;
         Grant::ClientCredentials {
-            secret,
-            client_id: client_id.filter(|id| !id.is_empty()),
+            secret: client.secret,
+            client_id: client.client_id,
         }
     };
     Ok(Parsed {
@@ -175,6 +148,81 @@ pub fn parse(body: TokenRequest, headers: &HeaderMap) -> Result<Parsed, Refusal>
         scope,
         challenge,
     })
+}
+
+/// A client's credentials: its API key and the key id it claims.
+// No `Debug`: it holds a key.
+pub struct Client {
+    pub secret: String,
+    pub client_id: Option<String>,
+    /// Whether a failed authentication gets a Basic challenge.
+    pub challenge: bool,
+}
+
+/// The client credentials of a request to an endpoint that authenticates
+/// clients (RFC 6749 §2.3.1): by HTTP Basic or in the body, not both.
+pub fn client(
+    headers: &HeaderMap,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> Result<Client, Refusal> {
+    let (basic, challenge) = basic_and_challenge(headers)?;
+    combine(basic, client_id, client_secret)
+        .map(|client| Client {
+            challenge,
+            ..client
+        })
+        .map_err(|refusal| Refusal {
+            challenge: challenge && refusal.error == "invalid_client",
+            ..refusal
+        })
+}
+
+fn combine(
+    basic: Option<(String, String)>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> Result<Client, Refusal> {
+    let (client_id, secret) = match (basic, client_secret) {
+        (Some(_), Some(_)) => {
+            return Err(Refusal::new(
+                "invalid_request",
+                "Send the client credentials once: by HTTP Basic or in the body, not both.",
+            ))
+        }
+        (Some((id, secret)), None) => {
+            if client_id.as_ref().is_some_and(|b| *b != id) {
+                return Err(Refusal::new(
+                    "invalid_request",
+                    "client_id in the body differs from the one sent by HTTP Basic.",
+                ));
+            }
+            (Some(id), secret)
+        }
+        (None, Some(secret)) => (client_id, secret),
+        (None, None) => {
+            return Err(Refusal::new(
+                "invalid_client",
+                "Send the API key as client_secret, in the body or by HTTP Basic.",
+            ))
+        }
+    };
+    Ok(Client {
+        secret,
+        client_id: client_id.filter(|id| !id.is_empty()),
+        challenge: false,
+    })
+}
+
+/// The Basic credentials, if sent, and whether a failure gets a challenge.
+#[allow(clippy::type_complexity)]
+fn basic_and_challenge(headers: &HeaderMap) -> Result<(Option<(String, String)>, bool), Refusal> {
+    let basic = basic_credentials(headers).map_err(|description| Refusal {
+        challenge: challenge(headers, true),
+        ..Refusal::new("invalid_client", description)
+    })?;
+    let challenge = challenge(headers, basic.is_some());
+    Ok((basic, challenge))
 }
 
 /// Whether a failed Basic authentication gets its RFC 6749 §5.2 challenge.
@@ -201,7 +249,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, &'
         return Err(BAD);
     };
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err("The token endpoint takes client credentials by HTTP Basic only.");
+        return Err("Client credentials are taken by HTTP Basic only.");
     }
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| BAD)?;
     let decoded = String::from_utf8(decoded).map_err(|_| BAD)?;

@@ -1,5 +1,5 @@
-//! Accounts: registration, the first admin from the command line, and the
-//! caller's account as it is now.
+//! Accounts: registration, the first admin from the command line, the
+//! caller's account as it is now, and signing out everywhere.
 
 use std::sync::LazyLock;
 
@@ -80,6 +80,15 @@ pub async fn current(db: &Db, claims: &Claims) -> Result<User, Error> {
             "This account is disabled; its tokens can no longer change anything",
         )),
     }
+}
+
+/// `POST /me/sign-out`: every token of the caller's account issued so far
+/// stops working, on every instance.
+pub async fn sign_out(state: &AppState, claims: &Claims) -> Result<(), Error> {
+    let lifetime = state.revocations.lifetime();
+    let change = db::changes::sign_out(&state.db, claims.user_id, lifetime).await?;
+    state.revocations.committed(vec![change]).await;
+    Ok(())
 }
 
 /// Like [`current`], and the account must still be an admin.

@@ -39,6 +39,7 @@ pub async fn list_users(
 }
 
 /// Changes an account's role or disabled flag, never leaving no active admin.
+/// A new role or a disable ends the account's live tokens.
 pub async fn update_user(
     state: &AppState,
     claims: &Claims,
@@ -47,7 +48,8 @@ pub async fn update_user(
     disabled: Option<bool>,
 ) -> Result<User, Error> {
     accounts::current_admin(&state.db, claims).await?;
-    db::users::update_access(&state.db, id, role, disabled)
+    let lifetime = state.revocations.lifetime();
+    let (user, changes) = db::users::update_access(&state.db, id, role, disabled, lifetime)
         .await
         .map_err(|e| match e {
             UpdateUserError::NotFound => NO_SUCH_USER,
@@ -55,7 +57,9 @@ pub async fn update_user(
                 "This is the last active admin; promote another account first".into(),
             ),
             UpdateUserError::Db(e) => e.into(),
-        })
+        })?;
+    state.revocations.committed(changes).await;
+    Ok(user)
 }
 
 /// Every key of an account, revoked ones included.

@@ -1,11 +1,14 @@
 //! API keys: creating one (its plaintext leaves only in the answer) and
-//! revoking one.
+//! revoking one, with the tokens it minted.
 
 use uuid::Uuid;
 
 use super::accounts;
 use crate::{
-    db::{self, keys::Key},
+    db::{
+        self,
+        keys::{Key, Revoked},
+    },
     domain::{
         keys::ApiKey,
         new_key::{self, KeyRequest},
@@ -60,15 +63,19 @@ pub enum Owner {
     Anyone,
 }
 
-/// Revokes a key, keeping its record; revoking it again changes nothing.
+/// Revokes a key, keeping its record, and ends its live tokens; revoking it
+/// again changes nothing.
 pub async fn revoke(state: &AppState, id: Uuid, owner: Owner) -> Result<(), Error> {
     let owner = match owner {
         Owner::User(user) => Some(user),
         Owner::Anyone => None,
     };
-    if db::keys::revoke(&state.db, id, owner).await? {
-        Ok(())
-    } else {
-        Err(NO_SUCH_KEY)
+    match db::keys::revoke(&state.db, id, owner, state.revocations.lifetime()).await? {
+        Revoked::Now(change) => {
+            state.revocations.committed(vec![change]).await;
+            Ok(())
+        }
+        Revoked::Already => Ok(()),
+        Revoked::NoSuchKey => Err(NO_SUCH_KEY),
     }
 }

@@ -6,4 +6,5 @@
 pub mod accounts;
 pub mod admin;
 pub mod keys;
+pub mod revocation;
 pub mod token;

@@ -2,11 +2,12 @@
 //! an email and password. The HTTP layer turns these errors into RFC 6749 bodies.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::accounts;
 use crate::{
-    db,
+    db::{self, keys::KeyOwner},
     domain::{
         grants::{self, GrantError, KeyState},
         keys::ApiKey,
@@ -14,6 +15,7 @@ use crate::{
         tokens::{Grant, Issued},
         users::{Email, Password},
     },
+    error::Error,
     state::AppState,
 };
 
@@ -30,8 +32,21 @@ pub enum ExchangeError {
     InvalidGrant(String),
     #[error("{0}")]
     InvalidScope(String),
+    /// The database cannot answer now: `temporarily_unavailable`, worth a retry.
+    #[error("the database cannot answer now")]
+    Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// Storage errors keep the crate's one classification of what a retry may fix.
+impl From<sqlx::Error> for ExchangeError {
+    fn from(e: sqlx::Error) -> Self {
+        match Error::from(e) {
+            Error::Storage(e) => ExchangeError::Unavailable(e.into()),
+            other => ExchangeError::Internal(anyhow::Error::new(other)),
+        }
+    }
 }
 
 pub struct Exchanged {
@@ -39,20 +54,21 @@ pub struct Exchanged {
     pub scopes: Scopes,
 }
 
-/// Client credentials: the key is the secret, its id the optional client id.
-/// A malformed key is refused by its checksum before the database is asked.
-pub async fn with_key(
+/// The client an API key authenticates: the key's record and its owner's,
+/// as they are now. A malformed key is refused by its checksum before the
+/// database is asked; a revoked or expired key, or a disabled owner, is not
+/// a client.
+pub async fn authenticate(
     state: &AppState,
     secret: &str,
     client_id: Option<&str>,
-    requested: Option<Scopes>,
-) -> Result<Exchanged, ExchangeError> {
+    now: DateTime<Utc>,
+) -> Result<(KeyOwner, KeyState), ExchangeError> {
     let key = ApiKey::parse(secret).map_err(|e| {
         ExchangeError::InvalidClient(format!("client_secret is not a valid API key: {e}"))
     })?;
     let owner = db::keys::find_for_exchange(&state.db, &key.hash())
-        .await
-        .context("looking up an API key")?
+        .await?
         .ok_or_else(|| {
             ExchangeError::InvalidClient(
                 "no such API key; it may have been deleted or never existed".into(),
@@ -65,24 +81,42 @@ pub async fn with_key(
             ));
         }
     }
-    let now = db::now();
-    let state_now = KeyState {
+    let key_state = KeyState {
         scopes: owner.scopes,
         expires_at: owner.expires_at,
         revoked: owner.revoked,
         role: owner.role,
         disabled: owner.disabled,
     };
-    let scopes = grants::for_key(&state_now, requested, now).map_err(grant_error_for_client)?;
+    grants::for_key(&key_state, None, now).map_err(grant_error_for_client)?;
+    Ok((owner, key_state))
+}
+
+/// Client credentials: the key is the secret, its id the optional client id.
+pub async fn with_key(
+    state: &AppState,
+    secret: &str,
+    client_id: Option<&str>,
+    requested: Option<Scopes>,
+) -> Result<Exchanged, ExchangeError> {
+    // Taken before the key is read: a revocation that commits after the read
+    // covers this token.
+    let now = db::now();
+    let (owner, key_state) = authenticate(state, secret, client_id, now).await?;
+    let scopes = grants::for_key(&key_state, requested, now).map_err(grant_error_for_client)?;
     let client_id = owner.key_id.to_string();
     let issued = state
         .tokens
-        .issue(&Grant {
-            user_id: owner.user_id,
-            role: owner.role,
-            scopes,
-            client_id: &client_id,
-        })
+        .issue(
+            &Grant {
+                user_id: owner.user_id,
+                role: owner.role,
+                scopes,
+                client_id: &client_id,
+                not_after: owner.expires_at,
+            },
+            now,
+        )
         .context("signing an access token")?;
     state.last_used.record(owner.key_id, now);
     Ok(Exchanged { issued, scopes })
@@ -96,10 +130,9 @@ pub async fn with_password(
     requested: Option<Scopes>,
 ) -> Result<Exchanged, ExchangeError> {
     const WRONG: &str = "the email or password is wrong";
+    let now = db::now();
     let login = match Email::parse(username) {
-        Ok(email) => db::users::find_login(&state.db, &email)
-            .await
-            .context("looking up a login")?,
+        Ok(email) => db::users::find_login(&state.db, &email).await?,
         Err(_) => None,
     };
     let stored = login.as_ref().map(|l| l.password_hash.clone());
@@ -119,12 +152,16 @@ pub async fn with_password(
     })?;
     let issued = state
         .tokens
-        .issue(&Grant {
-            user_id: user.id,
-            role: user.role,
-            scopes,
-            client_id: PASSWORD_CLIENT_ID,
-        })
+        .issue(
+            &Grant {
+                user_id: user.id,
+                role: user.role,
+                scopes,
+                client_id: PASSWORD_CLIENT_ID,
+                not_after: None,
+            },
+            now,
+        )
         .context("signing an access token")?;
     Ok(Exchanged { issued, scopes })
 }

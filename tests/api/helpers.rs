@@ -1,9 +1,9 @@
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use latchkey::{config::Config, db::Db, domain::scopes::Role, App};
+use latchkey::{config::Config, db::Db, domain::scopes::Role, revocations::Revocations, App};
 use reqwest::{header::HeaderValue, Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{sqlite::SqliteConnectOptions, SqlitePool};
@@ -26,6 +26,8 @@ pub struct TestApp {
     pub sql: SqlitePool,
     /// The server's own pools.
     pub server_db: Db,
+    /// The revocations the server enforces.
+    pub revocations: Arc<Revocations>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     pub dir: TempDir,
@@ -56,6 +58,7 @@ async fn start(config: Config, dir: TempDir) -> TestApp {
     let app = App::build(config.clone()).await.expect("the app builds");
     let addr = app.addr();
     let server_db = app.db();
+    let revocations = app.revocations();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -81,6 +84,7 @@ async fn start(config: Config, dir: TempDir) -> TestApp {
         db,
         sql,
         server_db,
+        revocations,
         stop: Some(stop),
         server: Some(server),
         dir,
@@ -90,6 +94,13 @@ async fn start(config: Config, dir: TempDir) -> TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// Begins a graceful shutdown, as SIGTERM would, without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// Shuts the server down gracefully (as SIGTERM would) and waits for it.
@@ -114,6 +125,26 @@ impl TestApp {
         config.bind = "127.0.0.1:0".parse().unwrap();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         start(config, dir).await
+    }
+
+    /// A second server on this one's database and keyring, as another
+    /// instance (or another process on the same SQLite file) would be.
+    pub async fn another_instance(&self) -> TestApp {
+        let mut config = self.config.clone();
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        start(config, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Runs a statement on the database directly, bypassing the server.
+    pub async fn execute(&self, sql: &str) {
+        let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(self.db_path()))
+            .await
+            .expect("a writable pool opens");
+        sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .expect("the statement runs");
+        pool.close().await;
     }
 
     pub fn db_path(&self) -> PathBuf {

@@ -13,6 +13,7 @@ mod lifecycle;
 mod openapi;
 mod readme;
 mod revalidation;
+mod revocation;
 mod schemas;
 mod signing;
 mod startup;

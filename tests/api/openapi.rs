@@ -17,10 +17,13 @@ const METHODS: [&str; 8] = [
 ];
 
 /// Every operation of the design's HTTP contract.
-const CONTRACT: [(&str, &str); 20] = [
+const CONTRACT: [(&str, &str); 23] = [
     ("post", "/users"),
     ("post", "/auth/token"),
+    ("post", "/auth/revoke"),
+    ("post", "/auth/introspect"),
     ("get", "/me"),
+    ("post", "/me/sign-out"),
     ("get", "/keys"),
     ("post", "/keys"),
     ("get", "/keys/{id}"),
@@ -41,14 +44,20 @@ const CONTRACT: [(&str, &str); 20] = [
 ];
 
 /// The operations anyone may call without a token.
-const PUBLIC: [(&str, &str); 6] = [
+const PUBLIC: [(&str, &str); 8] = [
     ("post", "/users"),
     ("post", "/auth/token"),
+    ("post", "/auth/revoke"),
+    // Authenticated as a client, by its API key, not by a bearer token.
+    ("post", "/auth/introspect"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/.well-known/oauth-authorization-server"),
     ("get", "/.well-known/jwks.json"),
 ];
+
+/// The endpoints that answer RFC 6749 §5.2 errors.
+const OAUTH: [&str; 3] = ["/auth/token", "/auth/revoke", "/auth/introspect"];
 
 /// The four scopes the design names.
 const SCOPES: [&str; 4] = ["todos:read", "todos:write", "keys:manage", "admin"];
@@ -271,10 +280,10 @@ fn every_operation_documents_an_error_response() {
                     .is_empty(),
                 "{method} {path} {status} has no description"
             );
-            // The token endpoint answers RFC 6749 bodies; everything else
+            // The OAuth endpoints answer RFC 6749 bodies; everything else
             // RFC 9457 problems.
             let content = response["content"].as_object().unwrap();
-            if path == "/auth/token" {
+            if OAUTH.contains(&path.as_str()) {
                 assert!(content.keys().all(|c| c.starts_with("application/json")));
             } else {
                 assert!(

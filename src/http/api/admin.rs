@@ -73,7 +73,7 @@ pub enum AdminRevokeResponse {
 documented! {
     ListUsersErrors {
         400 => "A query parameter is not of its documented type.",
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `admin` scope.",
         422 => "`limit` is out of range or `cursor` is not one this API gave out.",
         500 => "The server failed; the error has been logged.",
@@ -81,7 +81,7 @@ documented! {
     }
     UpdateUserErrors {
         400 => "The id is not a UUID or the body is not JSON of the documented shape.",
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `admin` scope.",
         404 => "There is no account with this id.",
         409 => "The change would leave no active admin.",
@@ -90,7 +90,7 @@ documented! {
     }
     UserKeysErrors {
         400 => "The id is not a UUID.",
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `admin` scope.",
         404 => "There is no account with this id.",
         500 => "The server failed; the error has been logged.",
@@ -98,7 +98,7 @@ documented! {
     }
     AdminRevokeErrors {
         400 => "The id is not a UUID.",
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `admin` scope.",
         404 => "There is no key with this id.",
         500 => "The server failed; the error has been logged.",

@@ -24,6 +24,8 @@ const METADATA_CACHE: &str = "public, max-age=3600";
 
 const JWKS_PATH: &str = "/.well-known/jwks.json";
 const TOKEN_PATH: &str = "/auth/token";
+const REVOCATION_PATH: &str = "/auth/revoke";
+const INTROSPECTION_PATH: &str = "/auth/introspect";
 
 pub struct DiscoveryApi;
 
@@ -45,6 +47,13 @@ pub struct ServerMetadata {
     pub response_types_supported: Vec<String>,
     /// Human documentation: Swagger UI.
     pub service_documentation: String,
+    /// RFC 7009: revoke an access token or an API key.
+    pub revocation_endpoint: String,
+    /// `none`: holding the token is the proof.
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// RFC 7662: whether a token is active, for a client with an API key.
+    pub introspection_endpoint: String,
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
 }
 
 /// A JSON Web Key Set (RFC 7517 §5).
@@ -99,8 +108,8 @@ documented! {
 impl DiscoveryApi {
     /// OAuth 2.0 server metadata
     ///
-    /// RFC 8414: where the token endpoint and the public keys are, and what
-    /// the token endpoint accepts, so a client configured with only the issuer
+    /// RFC 8414: where the token, revocation and introspection endpoints and
+    /// the public keys are, and what they accept, so a client configured with only the issuer
     /// URL finds the rest.
     #[oai(
         path = "/.well-known/oauth-authorization-server",
@@ -124,6 +133,13 @@ impl DiscoveryApi {
                 scopes_supported: Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
                 response_types_supported: Vec::new(),
                 service_documentation: format!("{base}/docs/"),
+                revocation_endpoint: format!("{base}{REVOCATION_PATH}"),
+                revocation_endpoint_auth_methods_supported: strings(&["none"]),
+                introspection_endpoint: format!("{base}{INTROSPECTION_PATH}"),
+                introspection_endpoint_auth_methods_supported: strings(&[
+                    "client_secret_basic",
+                    "client_secret_post",
+                ]),
             }),
             METADATA_CACHE.into(),
         )

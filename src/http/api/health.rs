@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{atomic::Ordering, Arc};
 
 use poem::web::Data;
 use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
@@ -34,7 +34,7 @@ pub enum ReadyResponse {
 
 documented! {
     ReadyErrors {
-        503 => "The database does not answer."
+        503 => "The database does not answer, or the server is shutting down."
     }
 }
 
@@ -52,12 +52,17 @@ impl HealthApi {
 
     /// Readiness
     ///
-    /// `200` when the database answers a query, `503` when it does not.
+    /// `200` when the database answers a query; `503` when it does not, and
+    /// from the moment shutdown begins, so a load balancer stops sending
+    /// requests while the last ones finish.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(
         &self,
         state: Data<&Arc<AppState>>,
     ) -> Result<ReadyResponse, Failure<ReadyErrors>> {
+        if state.draining.load(Ordering::Relaxed) {
+            return Err(Error::Unavailable("The server is shutting down").into());
+        }
         match state.db.ping().await {
             Ok(()) => Ok(ReadyResponse::Ok(Json(Status {
                 status: "ready".into(),

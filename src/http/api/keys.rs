@@ -83,21 +83,21 @@ pub enum RevokeKeyResponse {
 documented! {
     CreateKeyErrors {
         400 => "The body is not JSON of the documented shape.",
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `keys:manage` scope.",
         422 => "The name, scopes or expiry is not acceptable; `errors` lists which.",
         500 => "The server failed; the error has been logged.",
         503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
     ListKeysErrors {
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `keys:manage` scope.",
         500 => "The server failed; the error has been logged.",
         503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
     KeyErrors {
         400 => "The id is not a UUID.",
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `keys:manage` scope.",
         404 => "You have no key with this id.",
         500 => "The server failed; the error has been logged.",

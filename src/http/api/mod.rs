@@ -4,6 +4,7 @@ pub mod admin;
 pub mod discovery;
 pub mod health;
 pub mod keys;
+pub mod revocation;
 pub mod todos;
 pub mod token;
 pub mod users;
@@ -14,7 +15,8 @@ use poem_openapi::Tags;
 pub enum ApiTags {
     /// Accounts: sign up.
     Users,
-    /// The OAuth 2.0 token endpoint and the token's own claims.
+    /// The OAuth 2.0 token endpoint, revocation and introspection, and the
+    /// token's own claims.
     Auth,
     /// Your API keys: create, list, revoke.
     Keys,

@@ -108,7 +108,7 @@ pub enum DeleteTodoResponse {
 documented! {
     ListTodosErrors {
         400 => "A query parameter is not of its documented type.",
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `todos:read` scope.",
         422 => "`limit` is out of range or `cursor` is not one this API gave out.",
         500 => "The server failed; the error has been logged.",
@@ -116,7 +116,7 @@ documented! {
     }
     CreateTodoErrors {
         400 => "The body is not JSON of the documented shape.",
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `todos:write` scope.",
         422 => "The title is empty or too long.",
         500 => "The server failed; the error has been logged.",
@@ -124,7 +124,7 @@ documented! {
     }
     GetTodoErrors {
         400 => "The id is not a UUID.",
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `todos:read` scope.",
         404 => "You have no todo with this id.",
         500 => "The server failed; the error has been logged.",
@@ -132,7 +132,7 @@ documented! {
     }
     UpdateTodoErrors {
         400 => "The id is not a UUID or the body is not JSON of the documented shape.",
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `todos:write` scope.",
         404 => "You have no todo with this id.",
         422 => "The title is empty or too long.",
@@ -141,7 +141,7 @@ documented! {
     }
     DeleteTodoErrors {
         400 => "The id is not a UUID.",
-        401 => "No bearer token, or an invalid or expired one.",
+        401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `todos:write` scope.",
         404 => "You have no todo with this id.",
         500 => "The server failed; the error has been logged.",

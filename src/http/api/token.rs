@@ -10,6 +10,8 @@ use crate::{
     http::{
         auth::Auth,
         documented::{documented, Failure},
+        oauth::{self, OAuthError, NO_STORE},
+        problem::RETRY_AFTER_SECS,
         token_request::{self, Grant, Refusal, TokenRequestBody},
     },
     service::token::{self, ExchangeError, Exchanged},
@@ -30,17 +32,6 @@ pub struct AccessToken {
     /// The scopes granted, space-separated.
     pub scope: String,
 }
-
-/// RFC 6749 §5.2.
-#[derive(Debug, Object)]
-pub struct OAuthError {
-    /// `invalid_request`, `invalid_client`, `invalid_grant`,
-    /// `unsupported_grant_type` or `invalid_scope`.
-    pub error: String,
-    pub error_description: String,
-}
-
-const NO_STORE: &str = "no-store";
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "malformed_token_request")]
@@ -63,6 +54,14 @@ pub enum TokenResponse {
         Json<OAuthError>,
         #[oai(header = "Cache-Control")] String,
         #[oai(header = "WWW-Authenticate")] Option<String>,
+    ),
+    /// `temporarily_unavailable`: the database cannot answer now; retry after
+    /// `Retry-After` seconds.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<OAuthError>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Retry-After")] String,
     ),
     /// `server_error`: the server failed; the error has been logged.
     #[oai(status = 500)]
@@ -93,23 +92,14 @@ impl TokenResponse {
     }
 
     fn bad_request(error: &str, description: impl Into<String>) -> TokenResponse {
-        TokenResponse::BadRequest(
-            Json(OAuthError {
-                error: error.into(),
-                error_description: description.into(),
-            }),
-            NO_STORE.into(),
-        )
+        TokenResponse::BadRequest(oauth::error(error, description), NO_STORE.into())
     }
 
     fn invalid_client(description: String, challenge: bool) -> TokenResponse {
         TokenResponse::InvalidClient(
-            Json(OAuthError {
-                error: "invalid_client".into(),
-                error_description: description,
-            }),
+            oauth::error("invalid_client", description),
             NO_STORE.into(),
-            challenge.then(|| r#"Basic realm="latchkey", charset="UTF-8""#.into()),
+            challenge.then(|| oauth::BASIC_CHALLENGE.into()),
         )
     }
 
@@ -118,15 +108,13 @@ impl TokenResponse {
             ExchangeError::InvalidClient(d) => TokenResponse::invalid_client(d, challenge),
             ExchangeError::InvalidGrant(d) => TokenResponse::bad_request("invalid_grant", d),
             ExchangeError::InvalidScope(d) => TokenResponse::bad_request("invalid_scope", d),
+            ExchangeError::Unavailable(e) => TokenResponse::Unavailable(
+                oauth::temporarily_unavailable(&e),
+                NO_STORE.into(),
+                RETRY_AFTER_SECS.into(),
+            ),
             ExchangeError::Internal(e) => {
-                tracing::error!(error = ?e, "token request failed");
-                TokenResponse::ServerError(
-                    Json(OAuthError {
-                        error: "server_error".into(),
-                        error_description: "The server failed; the error has been logged.".into(),
-                    }),
-                    NO_STORE.into(),
-                )
+                TokenResponse::ServerError(oauth::server_error(&e), NO_STORE.into())
             }
         }
     }
@@ -166,7 +154,8 @@ pub enum MeResponse {
 
 documented! {
     MeErrors {
-        401 => "No bearer token, or an invalid or expired one."
+        401 => "No bearer token, or an invalid, expired or revoked one.",
+        503 => "With `--revocation-max-lag`: this server has lost touch with the database too long to know whether the token was revoked. Try again after `Retry-After` seconds."
     }
 }
 

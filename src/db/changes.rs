@@ -1,0 +1,110 @@
+//! The `access_changes` table: the revocation feed. A change is written in
+//! the transaction of what it records (a key revoked, an account disabled),
+//! so there is never one without the other.
+
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use super::Db;
+use crate::domain::revocation::{Change, ChangeKind, Millis};
+
+/// Records a change at the current time, lasting `lifetime` from it.
+pub(super) async fn record(
+    conn: &mut SqliteConnection,
+    user_id: Uuid,
+    kind: ChangeKind,
+    lifetime: Millis,
+) -> Result<Change, sqlx::Error> {
+    let at = super::now_ms();
+    let until = at.saturating_add(lifetime);
+    let seq: Vec<(i64,)> = sqlx::query_as(
+        "INSERT INTO access_changes (kind, user_id, subject, at_ms, until_ms)
+         VALUES ($1, $2, $3, $4, $5)
+         RETURNING seq",
+    )
+    .bind(kind.name())
+    .bind(user_id)
+    .bind(kind.subject())
+    .bind(at)
+    .bind(until)
+    .fetch_all(conn)
+    .await?;
+    Ok(Change {
+        seq: super::one(seq)?.0,
+        user_id,
+        kind,
+        at,
+        until,
+    })
+}
+
+/// Every token of the account issued so far stops working.
+pub async fn sign_out(db: &Db, user_id: Uuid, lifetime: Millis) -> Result<Change, sqlx::Error> {
+    let mut conn = db.writer().acquire().await?;
+    record(&mut conn, user_id, ChangeKind::SignedOut, lifetime).await
+}
+
+/// Revokes one token. An account with `cap` single-token revocations still in
+/// force is signed out instead, which covers this token and bounds what every
+/// instance keeps in memory.
+pub async fn revoke_token(
+    db: &Db,
+    user_id: Uuid,
+    jti: Uuid,
+    lifetime: Millis,
+    cap: i64,
+) -> Result<Change, sqlx::Error> {
+    let mut tx = db.writer().begin().await?;
+    let (in_force,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM access_changes
+         WHERE user_id = $1 AND kind = 'token_revoked' AND until_ms >= $2",
+    )
+    .bind(user_id)
+    .bind(super::now_ms())
+    .fetch_one(&mut *tx)
+    .await?;
+    let kind = if in_force >= cap {
+        ChangeKind::SignedOut
+    } else {
+        ChangeKind::TokenRevoked { jti }
+    };
+    let change = record(&mut tx, user_id, kind, lifetime).await?;
+    tx.commit().await?;
+    Ok(change)
+}
+
+/// The changes still in force at `now`, in feed order.
+pub async fn in_force(db: &Db, now: Millis) -> Result<Vec<Change>, sqlx::Error> {
+    let rows: Vec<(i64, String, Uuid, Option<Uuid>, i64, i64)> = sqlx::query_as(
+        "SELECT seq, kind, user_id, subject, at_ms, until_ms FROM access_changes
+         WHERE until_ms >= $1 ORDER BY seq",
+    )
+    .bind(now)
+    .fetch_all(db.reader())
+    .await?;
+    rows.into_iter()
+        .map(|(seq, kind, user_id, subject, at, until)| {
+            let kind =
+                ChangeKind::parse(&kind, subject).ok_or_else(|| sqlx::Error::ColumnDecode {
+                    index: "kind".into(),
+                    source: format!("unknown change {kind:?}").into(),
+                })?;
+            Ok(Change {
+                seq,
+                user_id,
+                kind,
+                at,
+                until,
+            })
+        })
+        .collect()
+}
+
+/// Deletes the changes that stopped mattering before `before`.
+pub async fn prune(db: &Db, before: Millis) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM access_changes WHERE until_ms < $1")
+        .bind(before)
+        .execute(db.writer())
+        .await?;
+    Ok(done.rows_affected())
+}

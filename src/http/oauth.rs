@@ -1,0 +1,46 @@
+//! RFC 6749 §5.2 error bodies, which the token, revocation and introspection
+//! endpoints answer instead of problem+json: OAuth clients parse these.
+
+use poem_openapi::{payload::Json, Object};
+
+/// RFC 6749 §5.2.
+#[derive(Debug, Object)]
+pub struct OAuthError {
+    /// `invalid_request`, `invalid_client`, `invalid_grant`,
+    /// `unsupported_grant_type`, `invalid_scope`, `temporarily_unavailable`
+    /// or `server_error`.
+    pub error: String,
+    pub error_description: String,
+}
+
+/// Every answer of these endpoints: a token or a client's secret must not
+/// sit in a cache.
+pub const NO_STORE: &str = "no-store";
+
+/// RFC 6749 §5.2's challenge for a client that failed HTTP Basic.
+pub const BASIC_CHALLENGE: &str = r#"Basic realm="latchkey", charset="UTF-8""#;
+
+pub fn error(error: &str, description: impl Into<String>) -> Json<OAuthError> {
+    Json(OAuthError {
+        error: error.into(),
+        error_description: description.into(),
+    })
+}
+
+/// The database cannot answer now; the cause is logged, not sent.
+pub fn temporarily_unavailable(cause: &anyhow::Error) -> Json<OAuthError> {
+    tracing::warn!(error = format!("{cause:#}"), "storage unavailable");
+    error(
+        "temporarily_unavailable",
+        "The server cannot reach its database right now; retry after the time in Retry-After.",
+    )
+}
+
+/// A failure of the server's own; the cause is logged, not sent.
+pub fn server_error(cause: &anyhow::Error) -> Json<OAuthError> {
+    tracing::error!(error = ?cause, "OAuth request failed");
+    error(
+        "server_error",
+        "The server failed; the error has been logged.",
+    )
+}

@@ -1,0 +1,81 @@
+//! RFC 7009 revocation and RFC 7662 introspection: what `/auth/revoke` and
+//! `/auth/introspect` do with the token they are given.
+
+use super::{
+    keys::{self, Owner},
+    token::{self, ExchangeError},
+};
+use crate::{
+    db,
+    domain::{keys::ApiKey, tokens::Claims},
+    error::Error,
+    revocations::{Refusal, TOKEN_REVOCATIONS_PER_ACCOUNT},
+    state::AppState,
+};
+
+/// Revokes what `token` is: an API key (recognised by its format) with every
+/// token it minted, or one access token. Whatever is not a live credential of
+/// this server is left alone: RFC 7009 §2.2 answers the same either way, so
+/// the endpoint tells nobody whether a guess was right.
+pub async fn revoke(state: &AppState, token: &str) -> Result<(), Error> {
+    if let Ok(key) = ApiKey::parse(token) {
+        if let Some((key_id, _owner)) = db::keys::find_by_hash(&state.db, &key.hash()).await? {
+            match keys::revoke(state, key_id, Owner::Anyone).await {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(());
+    }
+    let Ok(claims) = state.tokens.verify(token) else {
+        return Ok(());
+    };
+    if state.revocations.check(&claims) == Err(Refusal::Revoked) {
+        return Ok(());
+    }
+    let change = db::changes::revoke_token(
+        &state.db,
+        claims.user_id,
+        claims.jti,
+        state.revocations.lifetime(),
+        TOKEN_REVOCATIONS_PER_ACCOUNT,
+    )
+    .await?;
+    state.revocations.committed(vec![change]).await;
+    Ok(())
+}
+
+/// What introspection found: the claims of an active token, or nothing.
+pub struct Introspected {
+    pub claims: Option<Claims>,
+    pub issuer: String,
+    pub audience: String,
+}
+
+/// RFC 7662: the caller authenticates with an API key; the token is active
+/// if it verifies here and no revocation covers it.
+pub async fn introspect(
+    state: &AppState,
+    secret: &str,
+    client_id: Option<&str>,
+    token: &str,
+) -> Result<Introspected, ExchangeError> {
+    token::authenticate(state, secret, client_id, db::now()).await?;
+    let claims = match state.tokens.verify(token) {
+        Ok(claims) => match state.revocations.check(&claims) {
+            Ok(()) => Some(claims),
+            Err(Refusal::Revoked) => None,
+            Err(Refusal::Stale) => {
+                return Err(ExchangeError::Unavailable(anyhow::anyhow!(
+                    "out of touch with the revocation feed"
+                )))
+            }
+        },
+        Err(_) => None,
+    };
+    Ok(Introspected {
+        claims,
+        issuer: state.tokens.issuer().to_owned(),
+        audience: state.tokens.audience().to_owned(),
+    })
+}
