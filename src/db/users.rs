@@ -1,40 +1,31 @@
 //! The `users` table.
 
 use chrono::{DateTime, Utc};
-use sqlx::{sqlite::SqliteRow, FromRow, Row, SqliteExecutor};
+use sqlx::FromRow;
 
 use uuid::Uuid;
 
-use super::Db;
+use super::{Db, Pool};
 use crate::domain::{scopes::Role, users::Email};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
+    #[sqlx(try_from = "String")]
     pub role: Role,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
 }
 
-impl FromRow<'_, SqliteRow> for User {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(User {
-            id: row.try_get("id")?,
-            email: row.try_get("email")?,
-            role: role_column(row)?,
-            disabled: row.try_get("disabled")?,
-            created_at: row.try_get("created_at")?,
-        })
-    }
-}
+/// How a role column decodes; a value the CHECK constraint would refuse is a
+/// decoding error, never a default.
+impl TryFrom<String> for Role {
+    type Error = String;
 
-pub(super) fn role_column(row: &SqliteRow) -> Result<Role, sqlx::Error> {
-    let role: &str = row.try_get("role")?;
-    Role::parse(role).ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: "role".into(),
-        source: format!("unknown role {role:?}").into(),
-    })
+    fn try_from(role: String) -> Result<Role, String> {
+        Role::parse(&role).ok_or_else(|| format!("unknown role {role:?}"))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +42,9 @@ pub async fn insert(
     password_hash: &str,
     role: Role,
 ) -> Result<User, InsertUserError> {
-    sqlx::query_as(
+    on_backend!(db.writer(), |pool| sqlx::query_as(
         "INSERT INTO users (id, email, password_hash, role, disabled, created_at)
-         VALUES (?, ?, ?, ?, FALSE, ?)
+         VALUES ($1, $2, $3, $4, FALSE, $5)
          RETURNING id, email, role, disabled, created_at",
     )
     .bind(Uuid::now_v7())
@@ -61,8 +52,8 @@ pub async fn insert(
     .bind(password_hash)
     .bind(role.as_str())
     .bind(super::now())
-    .fetch_all(db.writer())
-    .await
+    .fetch_all(pool)
+    .await)
     .and_then(super::one)
     .map_err(|e| {
         if super::is_unique_violation(&e) {
@@ -74,50 +65,43 @@ pub async fn insert(
 }
 
 /// What a password login needs to know about an account.
+#[derive(FromRow)]
 pub struct Login {
+    #[sqlx(flatten)]
     pub user: User,
     pub password_hash: String,
 }
 
 pub async fn find_login(db: &Db, email: &Email) -> Result<Option<Login>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT id, email, role, disabled, created_at, password_hash FROM users WHERE email = ?",
+    on_backend!(db.reader(), |pool| sqlx::query_as(
+        "SELECT id, email, role, disabled, created_at, password_hash FROM users WHERE email = $1",
     )
     .bind(email.as_str())
-    .fetch_optional(db.reader())
-    .await?;
-    row.map(|row| {
-        Ok(Login {
-            user: User::from_row(&row)?,
-            password_hash: row.try_get("password_hash")?,
-        })
-    })
-    .transpose()
+    .fetch_optional(pool)
+    .await)
 }
+
+const GET: &str = "SELECT id, email, role, disabled, created_at FROM users WHERE id = $1";
 
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<User>, sqlx::Error> {
-    get_on(db.reader(), id).await
-}
-
-async fn get_on(db: impl SqliteExecutor<'_>, id: Uuid) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as("SELECT id, email, role, disabled, created_at FROM users WHERE id = ?")
+    on_backend!(db.reader(), |pool| sqlx::query_as(GET)
         .bind(id)
-        .fetch_optional(db)
-        .await
+        .fetch_optional(pool)
+        .await)
 }
 
 /// One page of users in creation order, fetching one row more than asked so
 /// the caller knows whether another page follows.
 pub async fn list(db: &Db, after: Option<Uuid>, limit: u32) -> Result<Vec<User>, sqlx::Error> {
-    sqlx::query_as(
+    on_backend!(db.reader(), |pool| sqlx::query_as(
         "SELECT id, email, role, disabled, created_at FROM users
-         WHERE (?1 IS NULL OR id > ?1)
-         ORDER BY id LIMIT ?2",
+         WHERE ($1 IS NULL OR id > $1)
+         ORDER BY id LIMIT $2",
     )
     .bind(after)
     .bind(i64::from(limit) + 1)
-    .fetch_all(db.reader())
-    .await
+    .fetch_all(pool)
+    .await)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,34 +114,70 @@ pub enum UpdateUserError {
     Db(#[from] sqlx::Error),
 }
 
+/// The change, made only if it leaves an active admin: the target stays or
+/// becomes one, or it is none now, or another active admin exists.
+const UPDATE_ACCESS: &str = "
+    UPDATE users SET role = coalesce($2, role), disabled = coalesce($3, disabled)
+    WHERE id = $1 AND (
+        (coalesce($2, role) = 'admin' AND NOT coalesce($3, disabled))
+        OR NOT (role = 'admin' AND NOT disabled)
+        OR EXISTS (SELECT 1 FROM users other
+                   WHERE other.id <> $1 AND other.role = 'admin' AND NOT other.disabled)
+    )
+    RETURNING id, email, role, disabled, created_at";
+
+/// PostgreSQL only: the rows the guard's EXISTS reads, locked in one order so
+/// that two guarded updates queue instead of deadlocking.
+const LOCK_ACTIVE_ADMINS: &str =
+    "SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id FOR UPDATE";
+
 /// Changes a user's role or disabled flag, refusing to leave no active admin.
-/// The guard lives in the statement itself, so two admins demoting each other
-/// at the same moment cannot both succeed.
+///
+/// The guard lives in the statement itself. On SQLite that is enough: the one
+/// writer connection runs one statement at a time, so two admins demoting
+/// each other cannot both pass it. On PostgreSQL, under READ COMMITTED, two
+/// such updates (from two instances) could each see the other admin still
+/// active; so the update runs in a transaction that first locks every active
+/// admin row, and the second waits for the first to commit, then sees its
+/// change.
 pub async fn update_access(
     db: &Db,
     id: Uuid,
     role: Option<Role>,
     disabled: Option<bool>,
 ) -> Result<User, UpdateUserError> {
-    let updated = sqlx::query_as(
-        "UPDATE users SET role = coalesce(?2, role), disabled = coalesce(?3, disabled)
-         WHERE id = ?1 AND (
-             (coalesce(?2, role) = 'admin' AND NOT coalesce(?3, disabled))
-             OR NOT (role = 'admin' AND NOT disabled)
-             OR EXISTS (SELECT 1 FROM users other
-                        WHERE other.id <> ?1 AND other.role = 'admin' AND NOT other.disabled)
-         )
-         RETURNING id, email, role, disabled, created_at",
-    )
-    .bind(id)
-    .bind(role.map(Role::as_str))
-    .bind(disabled)
-    .fetch_all(db.writer())
-    .await?;
-    match super::at_most_one(updated) {
-        Some(user) => Ok(user),
-        // Asked of the writer, which has just seen the refused update.
-        None if get_on(db.writer(), id).await?.is_some() => Err(UpdateUserError::LastAdmin),
-        None => Err(UpdateUserError::NotFound),
+    let role = role.map(Role::as_str);
+    // The update, then whether the user exists, on one executor.
+    macro_rules! guarded_update {
+        ($on:expr) => {{
+            let updated = sqlx::query_as(UPDATE_ACCESS)
+                .bind(id)
+                .bind(role)
+                .bind(disabled)
+                .fetch_all($on)
+                .await?;
+            match super::at_most_one(updated) {
+                Some(user) => Ok(user),
+                // Asked where the refused update has just been seen.
+                None => match sqlx::query_as::<_, User>(GET)
+                    .bind(id)
+                    .fetch_optional($on)
+                    .await?
+                {
+                    Some(_) => Err(UpdateUserError::LastAdmin),
+                    None => Err(UpdateUserError::NotFound),
+                },
+            }
+        }};
+    }
+    match db.writer() {
+        Pool::Sqlite(writer) => guarded_update!(writer),
+        Pool::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(LOCK_ACTIVE_ADMINS).execute(&mut *tx).await?;
+            let outcome = guarded_update!(&mut *tx);
+            tx.commit().await?;
+            outcome
+        }
     }
 }
