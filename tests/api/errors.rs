@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_problem_body, assert_problem_head, field_errors, spawn_app};
 
 /// Text that must never reach a client: SQL, the database driver, a panic.
-const LEAKS: [&str; 4] = ["sqlx", "SELECT", "panicked", "sqlite"];
+const LEAKS: [&str; 5] = ["sqlx", "SELECT", "panicked", "sqlite", "postgres"];
 
 /// The request body limit the server documents (64 KiB).
 const LIMIT: usize = 64 * 1024;
