@@ -56,8 +56,13 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
     pub data_dir: PathBuf,
 
-    /// SQLite URL, e.g. sqlite:///var/lib/latchkey/latchkey.db [default: latchkey.db in the data directory]
-    #[arg(long, env = "LATCHKEY_DATABASE_URL", global = true)]
+    /// Database URL: SQLite (sqlite:///var/lib/latchkey/latchkey.db) or PostgreSQL, which instances can share (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require]) [default: latchkey.db in the data directory]
+    #[arg(
+        long,
+        env = "LATCHKEY_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub database_url: Option<String>,
 
     /// HS256 signing secret, at least 32 bytes [default: a rotatable key generated into the data directory, mode 0600]
@@ -148,10 +153,13 @@ impl Config {
         }
     }
 
-    pub fn database(&self) -> crate::db::Location {
+    /// The configured database, refusing a URL of a backend latchkey lacks.
+    pub fn database(&self) -> Result<crate::db::Location, crate::db::UnsupportedUrl> {
         match &self.database_url {
-            Some(url) => crate::db::Location::Url(url.clone()),
-            None => crate::db::Location::File(self.data_dir.join("latchkey.db")),
+            Some(url) => crate::db::Location::from_url(url),
+            None => Ok(crate::db::Location::SqliteFile(
+                self.data_dir.join("latchkey.db"),
+            )),
         }
     }
 }

@@ -182,14 +182,15 @@ impl App {
     }
 }
 
-/// Creates the data directory (owner-only) and opens the database with a read
-/// pool of twice as many connections as cores.
+/// Creates the data directory (owner-only) and opens the database with twice
+/// as many connections as cores for reads (on PostgreSQL, for everything).
 pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let location = config.database()?;
     owner_only::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let readers = u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4);
-    Db::open(&config.database(), readers)
+    let connections = u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4);
+    Db::open(&location, connections)
         .await
         .context("opening the database")
 }

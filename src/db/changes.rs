@@ -2,19 +2,30 @@
 //! the transaction of what it records (a key revoked, an account disabled),
 //! so there is never one without the other.
 
-use sqlx::SqliteConnection;
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 use uuid::Uuid;
 
 use super::Db;
 use crate::domain::revocation::{Change, ChangeKind, Millis};
 
-/// Records a change at the current time, lasting `lifetime` from it.
-pub(super) async fn record(
-    conn: &mut SqliteConnection,
+/// Records a change at the current time, lasting `lifetime` from it, on the
+/// connection of the transaction that makes the change, on either backend.
+pub(super) async fn record<'c, E, DB>(
+    conn: E,
     user_id: Uuid,
     kind: ChangeKind,
     lifetime: Millis,
-) -> Result<Change, sqlx::Error> {
+) -> Result<Change, sqlx::Error>
+where
+    E: Executor<'c, Database = DB>,
+    DB: Database,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+{
     let at = super::now_ms();
     let until = at.saturating_add(lifetime);
     let seq: Vec<(i64,)> = sqlx::query_as(
@@ -40,8 +51,13 @@ pub(super) async fn record(
 
 /// Every token of the account issued so far stops working.
 pub async fn sign_out(db: &Db, user_id: Uuid, lifetime: Millis) -> Result<Change, sqlx::Error> {
-    let mut conn = db.writer().acquire().await?;
-    record(&mut conn, user_id, ChangeKind::SignedOut, lifetime).await
+    on_backend!(db.writer(), |pool| record(
+        pool,
+        user_id,
+        ChangeKind::SignedOut,
+        lifetime
+    )
+    .await)
 }
 
 /// Revokes one token. An account with `cap` single-token revocations still in
@@ -54,47 +70,60 @@ pub async fn revoke_token(
     lifetime: Millis,
     cap: i64,
 ) -> Result<Change, sqlx::Error> {
-    let mut tx = db.writer().begin().await?;
-    let (in_force,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM access_changes
-         WHERE user_id = $1 AND kind = 'token_revoked' AND until_ms >= $2",
-    )
-    .bind(user_id)
-    .bind(super::now_ms())
-    .fetch_one(&mut *tx)
-    .await?;
-    let kind = if in_force >= cap {
-        ChangeKind::SignedOut
-    } else {
-        ChangeKind::TokenRevoked { jti }
-    };
-    let change = record(&mut tx, user_id, kind, lifetime).await?;
-    tx.commit().await?;
-    Ok(change)
+    on_backend!(db.writer(), |pool| {
+        let mut tx = pool.begin().await?;
+        let (in_force,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM access_changes
+             WHERE user_id = $1 AND kind = 'token_revoked' AND until_ms >= $2",
+        )
+        .bind(user_id)
+        .bind(super::now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        let kind = if in_force >= cap {
+            ChangeKind::SignedOut
+        } else {
+            ChangeKind::TokenRevoked { jti }
+        };
+        let change = record(&mut *tx, user_id, kind, lifetime).await?;
+        tx.commit().await?;
+        Ok(change)
+    })
+}
+
+#[derive(FromRow)]
+struct Row {
+    seq: i64,
+    kind: String,
+    user_id: Uuid,
+    subject: Option<Uuid>,
+    at_ms: i64,
+    until_ms: i64,
 }
 
 /// The changes still in force at `now`, in feed order.
 pub async fn in_force(db: &Db, now: Millis) -> Result<Vec<Change>, sqlx::Error> {
-    let rows: Vec<(i64, String, Uuid, Option<Uuid>, i64, i64)> = sqlx::query_as(
+    let rows: Vec<Row> = on_backend!(db.reader(), |pool| sqlx::query_as(
         "SELECT seq, kind, user_id, subject, at_ms, until_ms FROM access_changes
          WHERE until_ms >= $1 ORDER BY seq",
     )
     .bind(now)
-    .fetch_all(db.reader())
-    .await?;
+    .fetch_all(pool)
+    .await)?;
     rows.into_iter()
-        .map(|(seq, kind, user_id, subject, at, until)| {
-            let kind =
-                ChangeKind::parse(&kind, subject).ok_or_else(|| sqlx::Error::ColumnDecode {
+        .map(|row| {
+            let kind = ChangeKind::parse(&row.kind, row.subject).ok_or_else(|| {
+                sqlx::Error::ColumnDecode {
                     index: "kind".into(),
-                    source: format!("unknown change {kind:?}").into(),
-                })?;
+                    source: format!("unknown change {:?}", row.kind).into(),
+                }
+            })?;
             Ok(Change {
-                seq,
-                user_id,
+                seq: row.seq,
+                user_id: row.user_id,
                 kind,
-                at,
-                until,
+                at: row.at_ms,
+                until: row.until_ms,
             })
         })
         .collect()
@@ -102,9 +131,11 @@ pub async fn in_force(db: &Db, now: Millis) -> Result<Vec<Change>, sqlx::Error> 
 
 /// Deletes the changes that stopped mattering before `before`.
 pub async fn prune(db: &Db, before: Millis) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM access_changes WHERE until_ms < $1")
-        .bind(before)
-        .execute(db.writer())
-        .await?;
-    Ok(done.rows_affected())
+    on_backend!(db.writer(), |pool| sqlx::query(
+        "DELETE FROM access_changes WHERE until_ms < $1"
+    )
+    .bind(before)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected()))
 }

@@ -1,22 +1,23 @@
 //! The `api_keys` table.
 
 use chrono::{DateTime, Utc};
-use sqlx::{sqlite::SqliteRow, FromRow, Row};
+use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::{changes, Db};
 use crate::domain::{
     keys::KeyHash,
     revocation::{Change, ChangeKind, Millis},
-    scopes::{Role, Scopes},
+    scopes::{Role, Scopes, UnknownScope},
 };
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct Key {
     pub id: Uuid,
     pub user_id: Uuid,
     pub name: String,
     pub hint: String,
+    #[sqlx(try_from = "String")]
     pub scopes: Scopes,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -27,28 +28,13 @@ pub struct Key {
 const KEY_COLUMNS: &str =
     "id, user_id, name, hint, scopes, created_at, expires_at, last_used_at, revoked_at";
 
-impl FromRow<'_, SqliteRow> for Key {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Key {
-            id: row.try_get("id")?,
-            user_id: row.try_get("user_id")?,
-            name: row.try_get("name")?,
-            hint: row.try_get("hint")?,
-            scopes: scopes_column(row)?,
-            created_at: row.try_get("created_at")?,
-            expires_at: row.try_get("expires_at")?,
-            last_used_at: row.try_get("last_used_at")?,
-            revoked_at: row.try_get("revoked_at")?,
-        })
-    }
-}
+/// How a scopes column decodes; an unknown scope is a decoding error.
+impl TryFrom<String> for Scopes {
+    type Error = UnknownScope;
 
-fn scopes_column(row: &SqliteRow) -> Result<Scopes, sqlx::Error> {
-    let scopes: &str = row.try_get("scopes")?;
-    Scopes::parse(scopes).map_err(|e| sqlx::Error::ColumnDecode {
-        index: "scopes".into(),
-        source: Box::new(e),
-    })
+    fn try_from(scopes: String) -> Result<Scopes, UnknownScope> {
+        Scopes::parse(&scopes)
+    }
 }
 
 pub struct NewKey<'a> {
@@ -61,42 +47,43 @@ pub struct NewKey<'a> {
 }
 
 pub async fn insert(db: &Db, key: NewKey<'_>) -> Result<Key, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let sql = format!(
         "INSERT INTO api_keys (id, user_id, name, key_hash, hint, scopes, created_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          RETURNING {KEY_COLUMNS}"
-    ))
-    .bind(Uuid::now_v7())
-    .bind(key.user_id)
-    .bind(key.name)
-    .bind(&key.hash.0[..])
-    .bind(key.hint)
-    .bind(key.scopes.to_string())
-    .bind(super::now())
-    .bind(key.expires_at)
-    .fetch_all(db.writer())
-    .await
+    );
+    on_backend!(db.writer(), |pool| sqlx::query_as(&sql)
+        .bind(Uuid::now_v7())
+        .bind(key.user_id)
+        .bind(key.name)
+        .bind(&key.hash.0[..])
+        .bind(key.hint)
+        .bind(key.scopes.to_string())
+        .bind(super::now())
+        .bind(key.expires_at)
+        .fetch_all(pool)
+        .await)
     .and_then(super::one)
 }
 
 pub async fn list_for_user(db: &Db, user_id: Uuid) -> Result<Vec<Key>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = ? ORDER BY id"
-    ))
-    .bind(user_id)
-    .fetch_all(db.reader())
-    .await
+    let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY id");
+    on_backend!(db.reader(), |pool| sqlx::query_as(&sql)
+        .bind(user_id)
+        .fetch_all(pool)
+        .await)
 }
 
 /// A key by id; with an owner, only if it belongs to them.
 pub async fn get(db: &Db, id: Uuid, owner: Option<Uuid>) -> Result<Option<Key>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)"
-    ))
-    .bind(id)
-    .bind(owner)
-    .fetch_optional(db.reader())
-    .await
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 AND ($2 IS NULL OR user_id = $2)"
+    );
+    on_backend!(db.reader(), |pool| sqlx::query_as(&sql)
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(pool)
+        .await)
 }
 
 /// What revoking a key did.
@@ -117,104 +104,96 @@ pub async fn revoke(
     owner: Option<Uuid>,
     lifetime: Millis,
 ) -> Result<Revoked, sqlx::Error> {
-    let mut tx = db.writer().begin().await?;
-    let revoked: Vec<(Uuid,)> = sqlx::query_as(
-        "UPDATE api_keys SET revoked_at = $3
-         WHERE id = $1 AND ($2 IS NULL OR user_id = $2) AND revoked_at IS NULL
-         RETURNING user_id",
-    )
-    .bind(id)
-    .bind(owner)
-    .bind(super::now())
-    .fetch_all(&mut *tx)
-    .await?;
-    let outcome = match super::at_most_one(revoked) {
-        Some((user_id,)) => Revoked::Now(
-            changes::record(
-                &mut tx,
-                user_id,
-                ChangeKind::KeyRevoked { key_id: id },
-                lifetime,
-            )
-            .await?,
-        ),
-        None => {
-            let exists: Option<(i64,)> = sqlx::query_as(
-                "SELECT 1 FROM api_keys WHERE id = $1 AND ($2 IS NULL OR user_id = $2)",
-            )
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if exists.is_some() {
-                Revoked::Already
-            } else {
-                Revoked::NoSuchKey
+    on_backend!(db.writer(), |pool| {
+        let mut tx = pool.begin().await?;
+        let revoked: Vec<(Uuid,)> = sqlx::query_as(
+            "UPDATE api_keys SET revoked_at = $3
+             WHERE id = $1 AND ($2 IS NULL OR user_id = $2) AND revoked_at IS NULL
+             RETURNING user_id",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(super::now())
+        .fetch_all(&mut *tx)
+        .await?;
+        let outcome = match super::at_most_one(revoked) {
+            Some((user_id,)) => {
+                let kind = ChangeKind::KeyRevoked { key_id: id };
+                Revoked::Now(changes::record(&mut *tx, user_id, kind, lifetime).await?)
             }
-        }
-    };
-    tx.commit().await?;
-    Ok(outcome)
+            None => {
+                let exists: Option<(Uuid,)> = sqlx::query_as(
+                    "SELECT id FROM api_keys WHERE id = $1 AND ($2 IS NULL OR user_id = $2)",
+                )
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if exists.is_some() {
+                    Revoked::Already
+                } else {
+                    Revoked::NoSuchKey
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    })
 }
 
 /// The key an API key's hash names, and its owner, if there is one.
 pub async fn find_by_hash(db: &Db, hash: &KeyHash) -> Result<Option<(Uuid, Uuid)>, sqlx::Error> {
-    sqlx::query_as("SELECT id, user_id FROM api_keys WHERE key_hash = $1")
-        .bind(&hash.0[..])
-        .fetch_optional(db.reader())
-        .await
+    on_backend!(db.reader(), |pool| sqlx::query_as(
+        "SELECT id, user_id FROM api_keys WHERE key_hash = $1"
+    )
+    .bind(&hash.0[..])
+    .fetch_optional(pool)
+    .await)
 }
 
 /// Everything the token exchange needs about a key and its owner, in one
 /// indexed read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct KeyOwner {
+    #[sqlx(rename = "id")]
     pub key_id: Uuid,
     pub user_id: Uuid,
+    #[sqlx(try_from = "String")]
     pub scopes: Scopes,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked: bool,
+    #[sqlx(try_from = "String")]
     pub role: Role,
     pub disabled: bool,
 }
 
 pub async fn find_for_exchange(db: &Db, hash: &KeyHash) -> Result<Option<KeyOwner>, sqlx::Error> {
-    let row = sqlx::query(
+    on_backend!(db.reader(), |pool| sqlx::query_as(
         "SELECT k.id, k.user_id, k.scopes, k.expires_at, k.revoked_at IS NOT NULL AS revoked,
                 u.role, u.disabled
          FROM api_keys k JOIN users u ON u.id = k.user_id
-         WHERE k.key_hash = ?",
+         WHERE k.key_hash = $1",
     )
     .bind(&hash.0[..])
-    .fetch_optional(db.reader())
-    .await?;
-    row.map(|row| {
-        Ok(KeyOwner {
-            key_id: row.try_get("id")?,
-            user_id: row.try_get("user_id")?,
-            scopes: scopes_column(&row)?,
-            expires_at: row.try_get("expires_at")?,
-            revoked: row.try_get("revoked")?,
-            role: super::users::role_column(&row)?,
-            disabled: row.try_get("disabled")?,
-        })
-    })
-    .transpose()
+    .fetch_optional(pool)
+    .await)
 }
 
 /// Writes a batch of last-use times in one transaction. A time never moves
 /// backwards, whatever order batches land in.
 pub async fn record_last_used(db: &Db, uses: &[(Uuid, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
-    let mut tx = db.writer().begin().await?;
-    for (id, at) in uses {
-        sqlx::query(
-            "UPDATE api_keys SET last_used_at = ?2
-             WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
-        )
-        .bind(id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await
+    on_backend!(db.writer(), |pool| {
+        let mut tx = pool.begin().await?;
+        for (id, at) in uses {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $2
+                 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    })
 }

@@ -2,6 +2,15 @@
 //! the functions of `users`, `keys` and `todos`; which connection a statement
 //! runs on, and on which backend, is decided here and below.
 //!
+//! Two backends, one set of statements: SQLite (`sqlite.rs`, the embedded
+//! default) and PostgreSQL (`postgres.rs`, for instances that share one
+//! database). Each statement is written once, with `$1, $2…` placeholders,
+//! which both drivers bind by number, and run through [`on_backend!`], which
+//! compiles the same code once per backend. Ids (`Uuid`) and times
+//! (`DateTime<Utc>`) bind and decode natively on both: BLOB and TEXT on
+//! SQLite, UUID and TIMESTAMPTZ on PostgreSQL. Statements of one dialect only
+//! (PRAGMAs, row locks) are kept to where the two truly differ.
+//!
 //! A statement that writes and returns its row (`INSERT … RETURNING`,
 //! `UPDATE … RETURNING`) is always fetched with `fetch_all`, never
 //! `fetch_one` or `fetch_optional`: SQLite commits such a statement when it is
@@ -9,79 +18,187 @@
 //! of that commit (a full disk would be answered as a success), and never
 //! lets SQLite checkpoint its write-ahead log.
 
+/// Runs `$body` with `$pool` bound to the pool `$on` names, whichever backend
+/// it is on: the code and its SQL are written once and compiled once per
+/// backend, so the row types and binds must suit both.
+macro_rules! on_backend {
+    ($on:expr, |$pool:ident| $body:expr) => {
+        match $on {
+            $crate::db::Pool::Sqlite($pool) => $body,
+            $crate::db::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
 pub mod changes;
 pub mod keys;
+mod postgres;
 mod sqlite;
 pub mod todos;
 pub mod users;
 
+use std::{path::PathBuf, str::FromStr};
+
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::SqlitePool;
+use sqlx::{
+    postgres::PgDatabaseError,
+    sqlite::{SqliteConnectOptions, SqliteError},
+    PgPool, SqlitePool,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database error")]
     Sqlx(#[from] sqlx::Error),
+    #[error("could not connect to PostgreSQL at {0}")]
+    Connect(String, #[source] sqlx::Error),
     #[error("could not migrate the database")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("could not make the database files owner-only")]
     Permissions(#[source] std::io::Error),
 }
 
-/// Where the database is: a URL as configured, or a file path.
+/// Where the database is.
 pub enum Location {
-    Url(String),
-    File(std::path::PathBuf),
+    /// An SQLite database named by a `sqlite:` URL, as configured.
+    SqliteUrl(String),
+    /// An SQLite file (the default, in the data directory). A path is never
+    /// pasted into a URL: `?` or `%` in it would be parsed.
+    SqliteFile(PathBuf),
+    /// A PostgreSQL database named by a `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// The backend a configured URL names.
+    pub fn from_url(url: &str) -> Result<Location, UnsupportedUrl> {
+        match scheme(url) {
+            Some("sqlite") => Ok(Location::SqliteUrl(url.to_owned())),
+            Some("postgres" | "postgresql") => Ok(Location::Postgres(url.to_owned())),
+            Some(other) => Err(UnsupportedUrl(format!("a `{other}:` URL"))),
+            None => Err(UnsupportedUrl(
+                "a value without a scheme (for a file, write sqlite://PATH)".into(),
+            )),
+        }
+    }
+}
+
+/// A URL's scheme, if it starts with one (RFC 3986 §3.1).
+fn scheme(url: &str) -> Option<&str> {
+    let (scheme, _) = url.split_once(':')?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
+/// A database URL this server cannot use. The message names what was given
+/// by its scheme only: the rest of a URL may hold a password.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--database-url must be an SQLite URL (sqlite://PATH) or a PostgreSQL URL \
+     (postgres://USER@HOST/DATABASE or postgresql://…), not {0}"
+)]
+pub struct UnsupportedUrl(String);
+
+/// Which kind of database a [`Db`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 /// A handle on the database, cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    pools: sqlite::Pools,
+    pools: Pools,
+}
+
+#[derive(Clone)]
+enum Pools {
+    Sqlite(sqlite::Pools),
+    /// One pool for reads and writes: the server orders them itself.
+    Postgres(PgPool),
+}
+
+/// The pool a statement runs on, for [`on_backend!`].
+#[derive(Clone, Copy)]
+pub(crate) enum Pool<'a> {
+    Sqlite(&'a SqlitePool),
+    Postgres(&'a PgPool),
 }
 
 impl Db {
-    /// Opens (creating if missing) the database and brings its schema up to date.
-    pub async fn open(location: &Location, readers: u32) -> Result<Db, DbError> {
-        Ok(Db {
-            pools: sqlite::open(location, readers).await?,
-        })
+    /// Opens (creating if missing) the database and brings its schema up to
+    /// date. `connections` sizes the SQLite read pool, or the one PostgreSQL
+    /// pool.
+    pub async fn open(location: &Location, connections: u32) -> Result<Db, DbError> {
+        let pools = match location {
+            Location::SqliteUrl(url) => Pools::Sqlite(
+                sqlite::open(SqliteConnectOptions::from_str(url)?, connections).await?,
+            ),
+            Location::SqliteFile(path) => Pools::Sqlite(
+                sqlite::open(SqliteConnectOptions::new().filename(path), connections).await?,
+            ),
+            Location::Postgres(url) => Pools::Postgres(postgres::open(url, connections).await?),
+        };
+        Ok(Db { pools })
     }
 
-    fn reader(&self) -> &SqlitePool {
-        &self.pools.reader
+    pub fn backend(&self) -> Backend {
+        match self.pools {
+            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
     }
 
-    fn writer(&self) -> &SqlitePool {
-        &self.pools.writer
+    fn reader(&self) -> Pool<'_> {
+        match &self.pools {
+            Pools::Sqlite(pools) => Pool::Sqlite(&pools.reader),
+            Pools::Postgres(pool) => Pool::Postgres(pool),
+        }
+    }
+
+    fn writer(&self) -> Pool<'_> {
+        match &self.pools {
+            Pools::Sqlite(pools) => Pool::Sqlite(&pools.writer),
+            Pools::Postgres(pool) => Pool::Postgres(pool),
+        }
     }
 
     /// Readiness: the database answers a query.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        // `SELECT 1` would succeed without touching the file; this reads it.
-        sqlx::query("SELECT 1 FROM users LIMIT 1")
-            .execute(self.reader())
-            .await
-            .map(|_| ())
+        // `SELECT 1` would succeed without touching SQLite's file; this reads it.
+        on_backend!(self.reader(), |pool| sqlx::query(
+            "SELECT 1 FROM users LIMIT 1"
+        )
+        .execute(pool)
+        .await
+        .map(|_| ()))
     }
 
     pub async fn close(&self) {
-        self.pools.reader.close().await;
-        self.pools.writer.close().await;
+        match &self.pools {
+            Pools::Sqlite(pools) => {
+                pools.reader.close().await;
+                pools.writer.close().await;
+            }
+            Pools::Postgres(pool) => pool.close().await,
+        }
     }
 
     /// Stops the database file from growing, as a full disk would: writes
     /// that need a new page fail from now on. For tests of what a full disk
-    /// does; SQLite's limit lasts as long as the writing connection.
+    /// does; SQLite's limit lasts as long as the writing connection, and a
+    /// PostgreSQL server has no such limit.
     #[doc(hidden)]
     pub async fn stop_growing(&self) -> Result<(), sqlx::Error> {
-        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(self.writer())
-            .await?;
-        sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
-            .execute(self.writer())
-            .await
-            .map(|_| ())
+        match &self.pools {
+            Pools::Sqlite(pools) => sqlite::stop_growing(&pools.writer).await,
+            Pools::Postgres(_) => Err(sqlx::Error::Configuration(
+                "only an SQLite file can be stopped from growing".into(),
+            )),
+        }
     }
 }
 
@@ -90,11 +207,36 @@ impl Db {
 /// may succeed later, or something else went wrong.
 impl From<sqlx::Error> for crate::error::Error {
     fn from(e: sqlx::Error) -> Self {
-        if sqlite::is_unavailable(&e) {
+        if is_unavailable(&e) {
             crate::error::Error::Storage(e)
         } else {
             crate::error::Error::Database(e)
         }
+    }
+}
+
+/// Whether an error means the database cannot take the request now, as
+/// opposed to a bug or a constraint: the request may succeed later, unchanged.
+fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(e) => {
+            if let Some(pg) = e.try_downcast_ref::<PgDatabaseError>() {
+                postgres::is_unavailable(pg.code())
+            } else if e.try_downcast_ref::<SqliteError>().is_some() {
+                e.code().is_some_and(|code| sqlite::is_unavailable(&code))
+            } else {
+                false
+            }
+        }
+        // No answer at all: no connection could be made or kept (a server
+        // that is down, a dropped connection, a failed TLS handshake), or
+        // none was free in time.
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed => true,
+        _ => false,
     }
 }
 
@@ -124,4 +266,65 @@ fn at_most_one<T>(rows: Vec<T>) -> Option<T> {
 /// the constraint, so callers use it only where one unique column can clash.
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_names_its_backend_and_others_are_refused_without_being_echoed() {
+        assert!(matches!(
+            Location::from_url("sqlite:///var/lib/latchkey.db"),
+            Ok(Location::SqliteUrl(_))
+        ));
+        assert!(matches!(
+            Location::from_url("sqlite::memory:"),
+            Ok(Location::SqliteUrl(_))
+        ));
+        for url in [
+            "postgres://latchkey@db.example.com/latchkey",
+            "postgresql://latchkey:secret@db.example.com:5433/latchkey?sslmode=require",
+        ] {
+            assert!(matches!(Location::from_url(url), Ok(Location::Postgres(_))));
+        }
+
+        let mysql = Location::from_url("mysql://root:hunter2@db/latchkey")
+            .err()
+            .unwrap();
+        let path = Location::from_url("/var/lib/latchkey.db").err().unwrap();
+
+        assert!(mysql.to_string().contains("`mysql:`"), "{mysql}");
+        assert!(!mysql.to_string().contains("hunter2"), "{mysql}");
+        assert!(path.to_string().contains("sqlite://PATH"), "{path}");
+    }
+
+    #[test]
+    fn lost_connections_are_unavailability_and_other_errors_are_not() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for err in [
+            sqlx::Error::Io(refused),
+            sqlx::Error::Tls("handshake failed".into()),
+            sqlx::Error::Protocol("unexpected end of stream".into()),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+        ] {
+            assert!(
+                matches!(
+                    crate::error::Error::from(err),
+                    crate::error::Error::Storage(_)
+                ),
+                "a lost connection is a 503"
+            );
+        }
+        for err in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("role".into()),
+        ] {
+            assert!(matches!(
+                crate::error::Error::from(err),
+                crate::error::Error::Database(_)
+            ));
+        }
+    }
 }

@@ -1,14 +1,14 @@
 //! The SQLite backend: how the file is opened, how its pools are split, and
 //! what its errors mean.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::Path, time::Duration};
 
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     SqlitePool,
 };
 
-use super::{DbError, Location};
+use super::DbError;
 use crate::owner_only;
 
 /// The write-ahead log is truncated back to this size after a checkpoint, so a
@@ -24,12 +24,7 @@ pub(super) struct Pools {
     pub(super) writer: SqlitePool,
 }
 
-pub(super) async fn open(location: &Location, readers: u32) -> Result<Pools, DbError> {
-    let options = match location {
-        Location::Url(url) => SqliteConnectOptions::from_str(url)?,
-        // A path is not pasted into a URL: `?` or `%` in it would be parsed.
-        Location::File(path) => SqliteConnectOptions::new().filename(path),
-    };
+pub(super) async fn open(options: SqliteConnectOptions, readers: u32) -> Result<Pools, DbError> {
     make_private(options.get_filename()).map_err(DbError::Permissions)?;
     let options = options
         .create_if_missing(true)
@@ -44,7 +39,7 @@ pub(super) async fn open(location: &Location, readers: u32) -> Result<Pools, DbE
         .max_connections(1)
         .connect_with(options.clone())
         .await?;
-    sqlx::migrate!("./migrations").run(&writer).await?;
+    sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
     let reader = SqlitePoolOptions::new()
         .max_connections(readers.max(1))
         .connect_with(options.read_only(true))
@@ -70,10 +65,21 @@ fn make_private(file: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether an error means the database cannot take the request now (a full
-/// disk, an I/O error, a lock held too long, no connection), as opposed to a
-/// bug or a constraint: the request may succeed later, unchanged.
-pub(super) fn is_unavailable(err: &sqlx::Error) -> bool {
+/// See [`Db::stop_growing`](super::Db::stop_growing).
+pub(super) async fn stop_growing(writer: &SqlitePool) -> Result<(), sqlx::Error> {
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(writer)
+        .await?;
+    sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+        .execute(writer)
+        .await
+        .map(|_| ())
+}
+
+/// Whether an SQLite result code means the database cannot take the request
+/// now (a full disk, an I/O error, a lock held too long, a file it cannot
+/// open), as opposed to a bug or a constraint.
+pub(super) fn is_unavailable(code: &str) -> bool {
     // SQLite's primary result codes (the low byte of an extended one).
     const BUSY: i64 = 5;
     const LOCKED: i64 = 6;
@@ -82,26 +88,19 @@ pub(super) fn is_unavailable(err: &sqlx::Error) -> bool {
     const IOERR: i64 = 10;
     const FULL: i64 = 13;
     const CANTOPEN: i64 = 14;
-    match err {
-        sqlx::Error::Database(e) => e
-            .code()
-            .and_then(|code| code.parse::<i64>().ok())
-            .is_some_and(|code| {
-                matches!(
-                    code & 0xff,
-                    BUSY | LOCKED | NOMEM | READONLY | IOERR | FULL | CANTOPEN
-                )
-            }),
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-        _ => false,
-    }
+    code.parse::<i64>().is_ok_and(|code| {
+        matches!(
+            code & 0xff,
+            BUSY | LOCKED | NOMEM | READONLY | IOERR | FULL | CANTOPEN
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use sqlx::{Connection, SqliteConnection};
 
-    use super::*;
+    use super::super::is_unavailable;
 
     /// A commit that fails after a `RETURNING` statement has produced its row:
     /// a deferred foreign key is only checked at commit.
@@ -176,8 +175,5 @@ mod tests {
             .await
             .unwrap_err();
         assert!(is_unavailable(&full), "{full}");
-
-        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
-        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
     }
 }

@@ -23,9 +23,9 @@ pub async fn insert(
     completed: bool,
 ) -> Result<Todo, sqlx::Error> {
     let now = super::now();
-    sqlx::query_as(
+    on_backend!(db.writer(), |pool| sqlx::query_as(
         "INSERT INTO todos (id, user_id, title, completed, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+         VALUES ($1, $2, $3, $4, $5, $5)
          RETURNING id, title, completed, created_at, updated_at",
     )
     .bind(Uuid::now_v7())
@@ -33,8 +33,8 @@ pub async fn insert(
     .bind(title)
     .bind(completed)
     .bind(now)
-    .fetch_all(db.writer())
-    .await
+    .fetch_all(pool)
+    .await)
     .and_then(super::one)
 }
 
@@ -47,28 +47,28 @@ pub async fn list(
     after: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<Todo>, sqlx::Error> {
-    sqlx::query_as(
+    on_backend!(db.reader(), |pool| sqlx::query_as(
         "SELECT id, title, completed, created_at, updated_at FROM todos
-         WHERE user_id = ?1 AND (?2 IS NULL OR completed = ?2) AND (?3 IS NULL OR id > ?3)
-         ORDER BY id LIMIT ?4",
+         WHERE user_id = $1 AND ($2 IS NULL OR completed = $2) AND ($3 IS NULL OR id > $3)
+         ORDER BY id LIMIT $4",
     )
     .bind(owner)
     .bind(completed)
     .bind(after)
     .bind(i64::from(limit) + 1)
-    .fetch_all(db.reader())
-    .await
+    .fetch_all(pool)
+    .await)
 }
 
 pub async fn get(db: &Db, owner: Uuid, id: Uuid) -> Result<Option<Todo>, sqlx::Error> {
-    sqlx::query_as(
+    on_backend!(db.reader(), |pool| sqlx::query_as(
         "SELECT id, title, completed, created_at, updated_at FROM todos
-         WHERE id = ? AND user_id = ?",
+         WHERE id = $1 AND user_id = $2",
     )
     .bind(id)
     .bind(owner)
-    .fetch_optional(db.reader())
-    .await
+    .fetch_optional(pool)
+    .await)
 }
 
 /// A partial update in one statement: absent fields keep their value.
@@ -79,10 +79,10 @@ pub async fn update(
     title: Option<&str>,
     completed: Option<bool>,
 ) -> Result<Option<Todo>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE todos SET title = coalesce(?3, title), completed = coalesce(?4, completed),
-                          updated_at = ?5
-         WHERE id = ?1 AND user_id = ?2
+    on_backend!(db.writer(), |pool| sqlx::query_as(
+        "UPDATE todos SET title = coalesce($3, title), completed = coalesce($4, completed),
+                          updated_at = $5
+         WHERE id = $1 AND user_id = $2
          RETURNING id, title, completed, created_at, updated_at",
     )
     .bind(id)
@@ -90,16 +90,18 @@ pub async fn update(
     .bind(title)
     .bind(completed)
     .bind(super::now())
-    .fetch_all(db.writer())
-    .await
+    .fetch_all(pool)
+    .await)
     .map(super::at_most_one)
 }
 
 pub async fn delete(db: &Db, owner: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM todos WHERE id = ? AND user_id = ?")
-        .bind(id)
-        .bind(owner)
-        .execute(db.writer())
-        .await?;
-    Ok(done.rows_affected() > 0)
+    on_backend!(db.writer(), |pool| sqlx::query(
+        "DELETE FROM todos WHERE id = $1 AND user_id = $2"
+    )
+    .bind(id)
+    .bind(owner)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected() > 0))
 }

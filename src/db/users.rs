@@ -1,44 +1,35 @@
 //! The `users` table.
 
 use chrono::{DateTime, Utc};
-use sqlx::{sqlite::SqliteRow, FromRow, Row, SqliteExecutor};
+use sqlx::FromRow;
 
 use uuid::Uuid;
 
-use super::Db;
+use super::{Backend, Db};
 use crate::domain::{
     revocation::{Change, ChangeKind, Millis},
     scopes::Role,
     users::Email,
 };
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
+    #[sqlx(try_from = "String")]
     pub role: Role,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
 }
 
-impl FromRow<'_, SqliteRow> for User {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(User {
-            id: row.try_get("id")?,
-            email: row.try_get("email")?,
-            role: role_column(row)?,
-            disabled: row.try_get("disabled")?,
-            created_at: row.try_get("created_at")?,
-        })
-    }
-}
+/// How a role column decodes; a value the CHECK constraint would refuse is a
+/// decoding error, never a default.
+impl TryFrom<String> for Role {
+    type Error = String;
 
-pub(super) fn role_column(row: &SqliteRow) -> Result<Role, sqlx::Error> {
-    let role: &str = row.try_get("role")?;
-    Role::parse(role).ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: "role".into(),
-        source: format!("unknown role {role:?}").into(),
-    })
+    fn try_from(role: String) -> Result<Role, String> {
+        Role::parse(&role).ok_or_else(|| format!("unknown role {role:?}"))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +46,9 @@ pub async fn insert(
     password_hash: &str,
     role: Role,
 ) -> Result<User, InsertUserError> {
-    sqlx::query_as(
+    on_backend!(db.writer(), |pool| sqlx::query_as(
         "INSERT INTO users (id, email, password_hash, role, disabled, created_at)
-         VALUES (?, ?, ?, ?, FALSE, ?)
+         VALUES ($1, $2, $3, $4, FALSE, $5)
          RETURNING id, email, role, disabled, created_at",
     )
     .bind(Uuid::now_v7())
@@ -65,8 +56,8 @@ pub async fn insert(
     .bind(password_hash)
     .bind(role.as_str())
     .bind(super::now())
-    .fetch_all(db.writer())
-    .await
+    .fetch_all(pool)
+    .await)
     .and_then(super::one)
     .map_err(|e| {
         if super::is_unique_violation(&e) {
@@ -78,50 +69,43 @@ pub async fn insert(
 }
 
 /// What a password login needs to know about an account.
+#[derive(FromRow)]
 pub struct Login {
+    #[sqlx(flatten)]
     pub user: User,
     pub password_hash: String,
 }
 
 pub async fn find_login(db: &Db, email: &Email) -> Result<Option<Login>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT id, email, role, disabled, created_at, password_hash FROM users WHERE email = ?",
+    on_backend!(db.reader(), |pool| sqlx::query_as(
+        "SELECT id, email, role, disabled, created_at, password_hash FROM users WHERE email = $1",
     )
     .bind(email.as_str())
-    .fetch_optional(db.reader())
-    .await?;
-    row.map(|row| {
-        Ok(Login {
-            user: User::from_row(&row)?,
-            password_hash: row.try_get("password_hash")?,
-        })
-    })
-    .transpose()
+    .fetch_optional(pool)
+    .await)
 }
+
+const GET: &str = "SELECT id, email, role, disabled, created_at FROM users WHERE id = $1";
 
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<User>, sqlx::Error> {
-    get_on(db.reader(), id).await
-}
-
-async fn get_on(db: impl SqliteExecutor<'_>, id: Uuid) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as("SELECT id, email, role, disabled, created_at FROM users WHERE id = ?")
+    on_backend!(db.reader(), |pool| sqlx::query_as(GET)
         .bind(id)
-        .fetch_optional(db)
-        .await
+        .fetch_optional(pool)
+        .await)
 }
 
 /// One page of users in creation order, fetching one row more than asked so
 /// the caller knows whether another page follows.
 pub async fn list(db: &Db, after: Option<Uuid>, limit: u32) -> Result<Vec<User>, sqlx::Error> {
-    sqlx::query_as(
+    on_backend!(db.reader(), |pool| sqlx::query_as(
         "SELECT id, email, role, disabled, created_at FROM users
-         WHERE (?1 IS NULL OR id > ?1)
-         ORDER BY id LIMIT ?2",
+         WHERE ($1 IS NULL OR id > $1)
+         ORDER BY id LIMIT $2",
     )
     .bind(after)
     .bind(i64::from(limit) + 1)
-    .fetch_all(db.reader())
-    .await
+    .fetch_all(pool)
+    .await)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,11 +118,39 @@ pub enum UpdateUserError {
     Db(#[from] sqlx::Error),
 }
 
+/// The change, made only if it leaves an active admin: the target stays or
+/// becomes one, or it is none now, or another active admin exists.
+const UPDATE_ACCESS: &str = "
+    UPDATE users SET role = coalesce($2, role), disabled = coalesce($3, disabled)
+    WHERE id = $1 AND (
+        (coalesce($2, role) = 'admin' AND NOT coalesce($3, disabled))
+        OR NOT (role = 'admin' AND NOT disabled)
+        OR EXISTS (SELECT 1 FROM users other
+                   WHERE other.id <> $1 AND other.role = 'admin' AND NOT other.disabled)
+    )
+    RETURNING id, email, role, disabled, created_at";
+
+/// PostgreSQL only: the rows the guard's EXISTS reads, locked in one order so
+/// that two guarded updates queue instead of deadlocking.
+const LOCK_ACTIVE_ADMINS: &str =
+    "SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id FOR UPDATE";
+
+/// PostgreSQL only: the account's row as it is before the change, locked, so
+/// that what the change is recorded as (a disable, an enable) is what it did
+/// even when two updates of one account race.
+const GET_FOR_UPDATE: &str =
+    "SELECT id, email, role, disabled, created_at FROM users WHERE id = $1 FOR UPDATE";
+
 /// Changes a user's role or disabled flag, refusing to leave no active admin,
-/// and records what the change ends in the same transaction: a new role or a
-/// disable cuts off the account's tokens, an enable lifts the disable. The
-/// guard lives in the statement itself, so two admins demoting each other at
-/// the same moment cannot both succeed.
+/// and records in the same transaction what the change ends: a new role or a
+/// disable cuts off the account's tokens, an enable lifts the disable.
+///
+/// The guard lives in the statement itself. On SQLite that is enough: the one
+/// writer connection runs one statement at a time, so two admins demoting
+/// each other cannot both pass it. On PostgreSQL, under READ COMMITTED, two
+/// such updates (from two instances) could each see the other admin still
+/// active; so the transaction first locks every active admin row, and the
+/// second waits for the first to commit, then sees its change.
 pub async fn update_access(
     db: &Db,
     id: Uuid,
@@ -146,34 +158,36 @@ pub async fn update_access(
     disabled: Option<bool>,
     lifetime: Millis,
 ) -> Result<(User, Vec<Change>), UpdateUserError> {
-    let mut tx = db.writer().begin().await?;
-    let Some(before) = get_on(&mut *tx, id).await? else {
-        return Err(UpdateUserError::NotFound);
-    };
-    let updated = sqlx::query_as(
-        "UPDATE users SET role = coalesce($2, role), disabled = coalesce($3, disabled)
-         WHERE id = $1 AND (
-             (coalesce($2, role) = 'admin' AND NOT coalesce($3, disabled))
-             OR NOT (role = 'admin' AND NOT disabled)
-             OR EXISTS (SELECT 1 FROM users other
-                        WHERE other.id <> $1 AND other.role = 'admin' AND NOT other.disabled)
-         )
-         RETURNING id, email, role, disabled, created_at",
-    )
-    .bind(id)
-    .bind(role.map(Role::as_str))
-    .bind(disabled)
-    .fetch_all(&mut *tx)
-    .await?;
-    let Some(after): Option<User> = super::at_most_one(updated) else {
-        return Err(UpdateUserError::LastAdmin);
-    };
-    let mut changes = Vec::new();
-    for kind in access_changes(&before, &after) {
-        changes.push(super::changes::record(&mut tx, id, kind, lifetime).await?);
-    }
-    tx.commit().await?;
-    Ok((after, changes))
+    let role = role.map(Role::as_str);
+    let postgres = db.backend() == Backend::Postgres;
+    on_backend!(db.writer(), |pool| {
+        let mut tx = pool.begin().await?;
+        if postgres {
+            sqlx::query(LOCK_ACTIVE_ADMINS).execute(&mut *tx).await?;
+        }
+        let before: Option<User> = sqlx::query_as(if postgres { GET_FOR_UPDATE } else { GET })
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(before) = before else {
+            return Err(UpdateUserError::NotFound);
+        };
+        let updated = sqlx::query_as(UPDATE_ACCESS)
+            .bind(id)
+            .bind(role)
+            .bind(disabled)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(after): Option<User> = super::at_most_one(updated) else {
+            return Err(UpdateUserError::LastAdmin);
+        };
+        let mut changes = Vec::new();
+        for kind in access_changes(&before, &after) {
+            changes.push(super::changes::record(&mut *tx, id, kind, lifetime).await?);
+        }
+        tx.commit().await?;
+        Ok((after, changes))
+    })
 }
 
 /// What an update ends or restores: a disable, an enable, a new role.

@@ -36,6 +36,8 @@ pub fn validate(new: KeyRequest, allowed: Scopes, now: DateTime<Utc>) -> Result<
             "name",
             format!("must be 1 to {NAME_MAX} characters"),
         ));
+    } else if name.contains('\0') {
+        errors.push(FieldError::new("name", super::todos::NUL_REFUSED));
     }
     let scopes = match new.scopes {
         None => Scopes::of(&DEFAULT_SCOPES),
@@ -111,10 +113,10 @@ mod tests {
     }
 
     #[test]
-    fn a_name_is_1_to_100_characters_after_trimming() {
+    fn a_name_is_1_to_100_characters_after_trimming_without_nul() {
         let allowed = Role::User.allowed_scopes();
         let now = Utc::now();
-        for bad in ["", "   ", &"x".repeat(NAME_MAX + 1)] {
+        for bad in ["", "   ", &"x".repeat(NAME_MAX + 1), "nul\0"] {
             assert_eq!(
                 invalid_fields(validate(request(bad, None), allowed, now)),
                 ["name"]

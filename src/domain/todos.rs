@@ -2,7 +2,12 @@
 
 pub const TITLE_MAX: usize = 500;
 
-/// A todo title: 1 to 500 characters once surrounding whitespace is trimmed.
+/// Why text with a NUL character is refused: neither backend may store what
+/// the other could not.
+pub const NUL_REFUSED: &str = "must not contain the NUL character (U+0000)";
+
+/// A todo title: 1 to 500 characters once surrounding whitespace is trimmed,
+/// without NUL, which PostgreSQL's text cannot hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TodoTitle(String);
 
@@ -12,6 +17,7 @@ impl TodoTitle {
         match s.chars().count() {
             0 => Err("must not be empty or only whitespace"),
             n if n > TITLE_MAX => Err("must be at most 500 characters"),
+            _ if s.contains('\0') => Err(NUL_REFUSED),
             _ => Ok(TodoTitle(s.to_owned())),
         }
     }
@@ -32,5 +38,11 @@ mod tests {
         assert!(TodoTitle::parse(&"é".repeat(500)).is_ok());
         assert!(TodoTitle::parse(&"x".repeat(501)).is_err());
         assert!(TodoTitle::parse(&format!(" {} ", "x".repeat(500))).is_ok());
+    }
+
+    #[test]
+    fn a_title_holds_no_nul() {
+        assert_eq!(TodoTitle::parse("milk\0"), Err(NUL_REFUSED));
+        assert!(TodoTitle::parse("tab\tand newline\n inside").is_ok());
     }
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_problem_body, assert_problem_head, field_errors, spawn_app};
 
 /// Text that must never reach a client: SQL, the database driver, a panic.
-const LEAKS: [&str; 4] = ["sqlx", "SELECT", "panicked", "sqlite"];
+const LEAKS: [&str; 5] = ["sqlx", "SELECT", "panicked", "sqlite", "postgres"];
 
 /// The request body limit the server documents (64 KiB).
 const LIMIT: usize = 64 * 1024;
@@ -510,7 +510,7 @@ async fn titles_with_quotes_sql_and_control_characters_are_stored_verbatim() {
     for title in [
         "'; DROP TABLE todos; --",
         "Robert\"); SELECT * FROM users; --",
-        "nul \u{0} inside",
+        "bell \u{7} and tab \t inside",
         "emoji 🦀 and ünïcödé",
     ] {
         // Act
@@ -530,4 +530,44 @@ async fn titles_with_quotes_sql_and_control_characters_are_stored_verbatim() {
     }
     let page: Value = app.get(&token, "/todos").await.json().await.unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_nul_character_in_stored_text_is_a_422_naming_its_field_on_every_backend() {
+    // Arrange: PostgreSQL's text cannot hold NUL, so neither backend takes it.
+    let app = spawn_app().await;
+    let token = app.user_token().await;
+    let todo = app.create_todo(&token, "kept").await;
+
+    // Act
+    let created = app
+        .post(&token, "/todos", json!({ "title": "nul \u{0} inside" }))
+        .await;
+    let updated = app
+        .patch(
+            &token,
+            &format!("/todos/{}", todo["id"].as_str().unwrap()),
+            json!({ "title": "\u{0}" }),
+        )
+        .await;
+    let key = app
+        .create_key_response(&token, json!({ "name": "nul \u{0}" }))
+        .await;
+    let registered = app
+        .register("nul\u{0}@example.com", "correct horse battery")
+        .await;
+
+    // Assert
+    for (resp, field) in [
+        (created, "title"),
+        (updated, "title"),
+        (key, "name"),
+        (registered, "email"),
+    ] {
+        assert_problem_head(&resp, StatusCode::UNPROCESSABLE_ENTITY);
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(field_errors(&problem), [field], "{problem}");
+    }
+    let page: Value = app.get(&token, "/todos").await.json().await.unwrap();
+    assert_eq!(crate::helpers::titles(&page), ["kept"]);
 }

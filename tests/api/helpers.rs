@@ -3,15 +3,181 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use latchkey::{config::Config, db::Db, domain::scopes::Role, revocations::Revocations, App};
+use latchkey::{
+    config::Config,
+    db::{Backend, Db},
+    domain::scopes::Role,
+    revocations::Revocations,
+    App,
+};
 use reqwest::{header::HeaderValue, Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
-use sqlx::{sqlite::SqliteConnectOptions, SqlitePool};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::SqliteConnectOptions,
+    Connection, Executor, PgConnection, PgPool, SqlitePool,
+};
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery";
+
+// ---- the database ----
+
+/// Set to a PostgreSQL server's URL (its user may create databases), this runs
+/// every test on PostgreSQL, each app on a database of its own; unset, on
+/// SQLite files, which needs nothing installed.
+pub const TEST_DATABASE_URL: &str = "LATCHKEY_TEST_DATABASE_URL";
+
+/// The PostgreSQL server the suite runs on, if it is asked to.
+pub fn postgres_server() -> Option<String> {
+    std::env::var(TEST_DATABASE_URL)
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// The backend the suite runs on.
+pub fn test_backend() -> Backend {
+    match postgres_server() {
+        Some(_) => Backend::Postgres,
+        None => Backend::Sqlite,
+    }
+}
+
+/// For the tests about what only one backend has (SQLite's file, PostgreSQL's
+/// row locks): whether this run is on the other one, said on stderr so that
+/// the test's passing is not mistaken for a check.
+pub fn skipped_unless(backend: Backend, why: &str) -> bool {
+    let skipped = test_backend() != backend;
+    if skipped {
+        eprintln!("skipped on {:?}: {why}", test_backend());
+    }
+    skipped
+}
+
+/// The database a test's apps run on; apps spawned on one share it.
+#[derive(Clone)]
+pub enum TestDatabase {
+    /// The SQLite file in the first app's data directory.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database made for this test, dropped with its last handle.
+    Postgres(Arc<PgDatabase>),
+}
+
+impl TestDatabase {
+    /// The URL another app is configured with to run on this database.
+    pub fn url(&self) -> String {
+        match self {
+            TestDatabase::Sqlite(path) => format!("sqlite://{}", path.display()),
+            TestDatabase::Postgres(db) => db.url.clone(),
+        }
+    }
+}
+
+/// A database of its own on the PostgreSQL server the suite runs on.
+pub struct PgDatabase {
+    server: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub async fn create(server: &str) -> PgDatabase {
+        let name = format!("latchkey_test_{}", Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(server)
+            .await
+            .unwrap_or_else(|e| panic!("{TEST_DATABASE_URL} does not connect: {e}"));
+        admin
+            .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+            .await
+            .expect("a test database is created");
+        let _ = admin.close().await;
+        let mut url = reqwest::Url::parse(server).expect("a PostgreSQL URL");
+        url.set_path(&name);
+        PgDatabase {
+            server: server.to_owned(),
+            name,
+            url: url.into(),
+        }
+    }
+}
+
+/// Drops the database once no app needs it (best effort: a test that has
+/// failed still cleans up), on a thread of its own because a test's runtime
+/// is single-threaded and may be ending.
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&server).await?;
+                admin
+                    .execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
+                    .await?;
+                admin.close().await
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("the test database {} was left behind", self.name);
+        }
+    }
+}
+
+/// A pool for the tests' own look at what was stored: read-only, on
+/// whichever backend the app runs. [`on_sql!`] runs one query on it.
+pub enum Sql {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Sql {
+    async fn open(database: &TestDatabase) -> Sql {
+        match database {
+            TestDatabase::Sqlite(path) => Sql::Sqlite(
+                SqlitePool::connect_with(
+                    SqliteConnectOptions::new().filename(path).read_only(true),
+                )
+                .await
+                .expect("a read-only pool opens"),
+            ),
+            TestDatabase::Postgres(db) => {
+                let options: PgConnectOptions = db.url.parse().expect("a PostgreSQL URL");
+                Sql::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(2)
+                        .connect_with(options.options([("default_transaction_read_only", "on")]))
+                        .await
+                        .expect("a read-only pool opens"),
+                )
+            }
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Sql::Sqlite(pool) => pool.close().await,
+            Sql::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` bound to the pool of `$sql` (an [`Sql`]), on
+/// either backend: the query is written once, with `$1, $2…` placeholders.
+macro_rules! on_sql {
+    ($sql:expr, |$pool:ident| $body:expr) => {
+        match &$sql {
+            $crate::helpers::Sql::Sqlite($pool) => $body,
+            $crate::helpers::Sql::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_sql;
 
 // ---- the app ----
 
@@ -22,10 +188,12 @@ pub struct TestApp {
     pub config: Config,
     /// A second handle on the app's database, for setup through the library.
     pub db: Db,
-    /// A read-only pool on the database file, for looking at what was stored.
-    pub sql: SqlitePool,
+    /// A read-only pool on the database, for looking at what was stored.
+    pub sql: Sql,
     /// The server's own pools.
     pub server_db: Db,
+    /// What the app runs on, for spawning another app on the same.
+    pub database: TestDatabase,
     /// The revocations the server enforces.
     pub revocations: Arc<Revocations>,
     stop: Option<oneshot::Sender<()>>,
@@ -37,12 +205,33 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Starts the app with the test defaults, changed by `configure`.
+/// Starts the app with the test defaults, changed by `configure`, on a new
+/// database: SQLite's default file in the data directory, or a database of
+/// its own on the PostgreSQL server of [`TEST_DATABASE_URL`].
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut config = test_config(dir.path().join("data"));
+    let database = match postgres_server() {
+        Some(server) => {
+            let db = PgDatabase::create(&server).await;
+            config.database_url = Some(db.url.clone());
+            TestDatabase::Postgres(Arc::new(db))
+        }
+        None => TestDatabase::Sqlite(config.data_dir.join("latchkey.db")),
+    };
     configure(&mut config);
-    start(config, dir).await
+    start(config, database, dir).await
+}
+
+/// Starts another app, with a data directory (and so a keyring) of its own,
+/// on `other`'s database, as a second instance behind a load balancer runs.
+/// On SQLite both use `other`'s file, so `other` must outlive it.
+pub async fn spawn_app_on(other: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = test_config(dir.path().join("data"));
+    config.database_url = Some(other.database.url());
+    configure(&mut config);
+    start(config, other.database.clone(), dir).await
 }
 
 pub fn test_config(data_dir: PathBuf) -> Config {
@@ -54,7 +243,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     config
 }
 
-async fn start(config: Config, dir: TempDir) -> TestApp {
+async fn start(config: Config, database: TestDatabase, dir: TempDir) -> TestApp {
     let app = App::build(config.clone()).await.expect("the app builds");
     let addr = app.addr();
     let server_db = app.db();
@@ -66,13 +255,7 @@ async fn start(config: Config, dir: TempDir) -> TestApp {
     let db = latchkey::open_db(&config)
         .await
         .expect("a second pool opens");
-    let sql = SqlitePool::connect_with(
-        SqliteConnectOptions::new()
-            .filename(config.data_dir.join("latchkey.db"))
-            .read_only(true),
-    )
-    .await
-    .expect("a read-only pool opens");
+    let sql = Sql::open(&database).await;
     TestApp {
         addr,
         base: format!("http://{addr}"),
@@ -84,6 +267,7 @@ async fn start(config: Config, dir: TempDir) -> TestApp {
         db,
         sql,
         server_db,
+        database,
         revocations,
         stop: Some(stop),
         server: Some(server),
@@ -118,37 +302,85 @@ impl TestApp {
         self.sql.close().await;
     }
 
-    /// Stops this server and starts a new one on the same data directory.
+    /// Stops this server and starts a new one on the same data directory and
+    /// database.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
         let mut config = self.config.clone();
         config.bind = "127.0.0.1:0".parse().unwrap();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        start(config, dir).await
+        start(config, self.database.clone(), dir).await
     }
 
-    /// A second server on this one's database and keyring, as another
-    /// instance (or another process on the same SQLite file) would be.
+    /// A second server on this one's database and data directory (so its
+    /// keyring too), as another process on the same files would be.
     pub async fn another_instance(&self) -> TestApp {
         let mut config = self.config.clone();
         config.bind = "127.0.0.1:0".parse().unwrap();
-        start(config, tempfile::tempdir().unwrap()).await
+        start(config, self.database.clone(), tempfile::tempdir().unwrap()).await
     }
 
-    /// Runs a statement on the database directly, bypassing the server.
-    pub async fn execute(&self, sql: &str) {
-        let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(self.db_path()))
-            .await
-            .expect("a writable pool opens");
-        sqlx::query(sql)
-            .execute(&pool)
-            .await
-            .expect("the statement runs");
-        pool.close().await;
+    /// Runs a statement about one row, named by `$1`, on the database
+    /// directly, bypassing the server.
+    pub async fn execute(&self, sql: &str, id: Uuid) {
+        match &self.database {
+            TestDatabase::Sqlite(path) => {
+                let options = SqliteConnectOptions::new().filename(path);
+                let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                    .await
+                    .unwrap();
+                sqlx::query(sql).bind(id).execute(&mut conn).await.unwrap();
+            }
+            TestDatabase::Postgres(db) => {
+                let mut conn = PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query(sql).bind(id).execute(&mut conn).await.unwrap();
+            }
+        }
     }
 
+    /// Everything the database holds, to search for what must not be there:
+    /// on SQLite the bytes of the database file and its companions as they
+    /// are on disk, on PostgreSQL the text of every row of every table.
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        match &self.database {
+            TestDatabase::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.as_os_str().to_owned();
+                    file.push(suffix);
+                    bytes.extend(std::fs::read(&file).unwrap_or_default());
+                }
+            }
+            TestDatabase::Postgres(db) => {
+                let mut conn = PgConnection::connect(&db.url).await.unwrap();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT table_name::text FROM information_schema.tables
+                     WHERE table_schema = 'public'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                for table in tables {
+                    let rows: Vec<String> =
+                        sqlx::query_scalar(&format!(r#"SELECT t::text FROM "{table}" t"#))
+                            .fetch_all(&mut conn)
+                            .await
+                            .unwrap();
+                    bytes.extend(rows.concat().into_bytes());
+                }
+                let _ = conn.close().await;
+            }
+        }
+        bytes
+    }
+
+    /// The SQLite database file, for the tests about it (see
+    /// [`skipped_unless`]).
     pub fn db_path(&self) -> PathBuf {
-        self.config.data_dir.join("latchkey.db")
+        match &self.database {
+            TestDatabase::Sqlite(path) => path.clone(),
+            TestDatabase::Postgres(_) => panic!("a PostgreSQL database has no file here"),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, field_errors, spawn_app, www_authenticate, TestApp};
+use crate::helpers::{assert_problem, field_errors, on_sql, spawn_app, www_authenticate, TestApp};
 
 /// `lk_` and 49 base62 characters, as `^lk_[0-9A-Za-z]{49}$` says.
 fn has_key_format(key: &str) -> bool {
@@ -14,10 +14,12 @@ fn has_key_format(key: &str) -> bool {
 }
 
 async fn key_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM api_keys")
-        .fetch_one(&app.sql)
-        .await
-        .unwrap()
+    on_sql!(app.sql, |pool| sqlx::query_scalar(
+        "SELECT count(*) FROM api_keys"
+    )
+    .fetch_one(pool)
+    .await)
+    .unwrap()
 }
 
 // ---- create ----
@@ -129,20 +131,18 @@ async fn the_plaintext_key_is_not_stored() {
     let key = app.create_key(&token, json!({ "name": "a" })).await;
 
     // Assert
-    let (hash, hint): (Vec<u8>, String) =
-        sqlx::query_as("SELECT key_hash, hint FROM api_keys WHERE id = ?")
-            .bind(Uuid::parse_str(&key.id).unwrap())
-            .fetch_one(&app.sql)
-            .await
-            .unwrap();
+    let (hash, hint): (Vec<u8>, String) = on_sql!(app.sql, |pool| sqlx::query_as(
+        "SELECT key_hash, hint FROM api_keys WHERE id = $1"
+    )
+    .bind(Uuid::parse_str(&key.id).unwrap())
+    .fetch_one(pool)
+    .await)
+    .unwrap();
     assert_eq!(hash, blake3::hash(key.key.as_bytes()).as_bytes().to_vec());
     assert!(!hint.contains(&key.key[3..20]));
-    let bytes = std::fs::read(app.db_path()).unwrap();
-    let wal = std::fs::read(app.db_path().with_extension("db-wal")).unwrap_or_default();
+    let stored = app.stored_bytes().await;
     let needle = key.key.as_bytes();
-    for file in [&bytes, &wal] {
-        assert!(!file.windows(needle.len()).any(|w| w == needle));
-    }
+    assert!(!stored.windows(needle.len()).any(|w| w == needle));
 }
 
 // ---- list and get never show the key ----

@@ -1,16 +1,19 @@
 //! The server over time: restarts keep data and the signing keys, shutdown
-//! flushes pending key-use times, the database file holds no secret in
-//! plaintext, and SQLite runs in WAL mode.
+//! flushes pending key-use times, the database holds no secret in plaintext,
+//! and SQLite's files are owner-only and in WAL mode.
 
 use std::{path::Path, time::Duration};
 
 use chrono::{DateTime, SubsecRound, Utc};
+use latchkey::db::Backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Connection;
 use uuid::Uuid;
 
-use crate::helpers::{access_token, spawn_app, spawn_app_with, titles, TestApp, TestUser};
+use crate::helpers::{
+    access_token, skipped_unless, spawn_app, spawn_app_with, titles, Sql, TestApp, TestUser,
+};
 
 /// Tokens carry `iss`, which defaults to the server's own address; a restarted
 /// test server listens on a new port, so the tests that carry tokens across a
@@ -151,10 +154,10 @@ async fn last_used_at_is_written_within_seconds_while_running() {
     assert!(record["last_used_at"].is_string(), "{record}");
 }
 
-// ---- what is on disk ----
+// ---- what is stored ----
 
 #[tokio::test]
-async fn the_database_files_hold_no_key_password_or_token_in_plaintext() {
+async fn the_database_holds_no_key_password_or_token_in_plaintext() {
     // Arrange
     let mut app = spawn_app().await;
     let email = format!("scan-{}@example.com", Uuid::now_v7().simple());
@@ -171,31 +174,19 @@ async fn the_database_files_hold_no_key_password_or_token_in_plaintext() {
     let marker = format!("todo-{}", Uuid::now_v7().simple());
     app.create_todo(&key_token, &marker).await;
 
-    // Act: stop the server so everything is on disk, then read every file the
-    // database keeps.
+    // Act: stop the server so everything is stored (on SQLite, on disk), then
+    // read everything the database keeps.
     app.stop().await;
-    let data_dir = app.config.data_dir.clone();
-    let mut scanned = Vec::new();
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(&data_dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("latchkey.db") {
-            bytes.extend(std::fs::read(&path).unwrap());
-            scanned.push(name);
-        }
-    }
+    let bytes = app.stored_bytes().await;
 
-    // Assert
-    assert!(scanned.contains(&"latchkey.db".to_owned()), "{scanned:?}");
-    // The scan reads real data: the email and the todo are there.
+    // Assert: the scan reads real data: the email and the todo are there.
     assert!(
         contains(&bytes, email.as_bytes()),
-        "the email is not in {scanned:?}"
+        "the email is not stored"
     );
     assert!(
         contains(&bytes, marker.as_bytes()),
-        "the todo is not in {scanned:?}"
+        "the todo is not stored"
     );
     // No secret is.
     let key_body = key.key.strip_prefix("lk_").unwrap();
@@ -211,7 +202,7 @@ async fn the_database_files_hold_no_key_password_or_token_in_plaintext() {
     ] {
         assert!(
             !contains(&bytes, secret.as_bytes()),
-            "{what} is stored in plaintext in {scanned:?}"
+            "{what} is stored in plaintext"
         );
     }
 }
@@ -221,6 +212,9 @@ async fn the_database_files_hold_no_key_password_or_token_in_plaintext() {
 async fn the_database_files_are_owner_only_in_a_directory_that_others_may_read() {
     use std::os::unix::fs::PermissionsExt;
 
+    if skipped_unless(Backend::Sqlite, "PostgreSQL's files are its server's") {
+        return;
+    }
     // Arrange: a data directory that already existed, open to everyone.
     let mut app = spawn_app_with(|config| {
         std::fs::create_dir_all(&config.data_dir).unwrap();
@@ -256,8 +250,14 @@ async fn the_database_files_are_owner_only_in_a_directory_that_others_may_read()
 
 #[tokio::test]
 async fn the_database_runs_in_wal_mode() {
+    if skipped_unless(Backend::Sqlite, "WAL mode is SQLite's") {
+        return;
+    }
     // Arrange
     let app = spawn_app().await;
+    let Sql::Sqlite(reading) = &app.sql else {
+        unreachable!("an SQLite app")
+    };
     TestUser::generate().register(&app).await;
 
     let mut writing =
@@ -267,7 +267,7 @@ async fn the_database_runs_in_wal_mode() {
 
     // Act: as a reader and as a writer see it
     let reader: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&app.sql)
+        .fetch_one(reading)
         .await
         .unwrap();
     let writer: String = sqlx::query_scalar("PRAGMA journal_mode")

@@ -1,5 +1,7 @@
-//! Integration tests: each starts the real app on 127.0.0.1:0 with an SQLite
-//! file in a temporary directory and drives it over HTTP as a client would.
+//! Integration tests: each starts the real app on 127.0.0.1:0 with a
+//! temporary data directory, on an SQLite file there or, when
+//! `LATCHKEY_TEST_DATABASE_URL` names a PostgreSQL server, on a database of
+//! its own made there, and drives it over HTTP as a client would.
 
 mod admin;
 mod durability;
@@ -11,6 +13,7 @@ mod jwt;
 mod keys;
 mod lifecycle;
 mod openapi;
+mod postgres;
 mod readme;
 mod revalidation;
 mod revocation;

@@ -14,11 +14,8 @@ async fn a_demoted_admin_s_still_valid_token_cannot_administer_or_mint_admin_key
     // Arrange
     let app = spawn_app().await;
     let ada = app.admin().await;
-    app.execute(&format!(
-        "UPDATE users SET role = 'user' WHERE id = x'{}'",
-        ada.id.simple()
-    ))
-    .await;
+    app.execute("UPDATE users SET role = 'user' WHERE id = $1", ada.id)
+        .await;
 
     // Act
     let promote_back = app
@@ -53,11 +50,8 @@ async fn a_disabled_user_s_still_valid_token_cannot_create_keys() {
     let app = spawn_app().await;
     let bob = TestUser::generate().register(&app).await;
     let bob_token = bob.login(&app).await;
-    app.execute(&format!(
-        "UPDATE users SET disabled = TRUE WHERE id = x'{}'",
-        bob.id.simple()
-    ))
-    .await;
+    app.execute("UPDATE users SET disabled = TRUE WHERE id = $1", bob.id)
+        .await;
 
     // Act
     let resp = app

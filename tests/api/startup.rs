@@ -154,3 +154,54 @@ fn an_issuer_that_is_not_a_base_url_is_refused() {
     assert!(name.contains("--issuer"), "{name}");
     assert!(with_path.contains("without a path"), "{with_path}");
 }
+
+#[test]
+fn a_database_url_of_another_kind_is_refused_without_being_printed() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // Act
+    let mysql = refused(
+        &data,
+        &["--database-url", "mysql://root:hunter2@localhost/latchkey"],
+    );
+    let path = refused(&data, &["--database-url", "/var/lib/latchkey.db"]);
+
+    // Assert
+    assert!(mysql.contains("--database-url"), "{mysql}");
+    assert!(mysql.contains("postgres://"), "{mysql}");
+    assert!(
+        !mysql.contains("hunter2"),
+        "the password is printed: {mysql}"
+    );
+    assert!(path.contains("sqlite://"), "{path}");
+}
+
+#[test]
+fn an_unreachable_postgresql_server_stops_the_start_within_seconds() {
+    // Arrange: a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("postgres://latchkey:hunter2@127.0.0.1:{port}/latchkey");
+    let started = Instant::now();
+
+    // Act
+    let stderr = refused(&dir.path().join("data"), &["--database-url", &url]);
+
+    // Assert
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is printed: {stderr}"
+    );
+}

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_problem, assert_problem_body, assert_problem_head, field_errors, spawn_app,
+    assert_problem, assert_problem_body, assert_problem_head, field_errors, on_sql, spawn_app,
     spawn_app_with, TestApp, PASSWORD,
 };
 
@@ -21,10 +21,12 @@ async fn register_raw(app: &TestApp, body: &str) -> Response {
 }
 
 async fn user_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(&app.sql)
-        .await
-        .unwrap()
+    on_sql!(app.sql, |pool| sqlx::query_scalar(
+        "SELECT count(*) FROM users"
+    )
+    .fetch_one(pool)
+    .await)
+    .unwrap()
 }
 
 #[tokio::test]
