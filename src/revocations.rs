@@ -91,11 +91,6 @@ impl Revocations {
         }
     }
 
-    /// Whether a key's revocation is in the window.
-    pub fn key_revoked(&self, key_id: uuid::Uuid) -> bool {
-        self.window.load().key_revoked(key_id)
-    }
-
     /// How many changes the window holds.
     pub fn len(&self) -> usize {
         self.window.load().len()

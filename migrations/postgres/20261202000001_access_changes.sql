@@ -1,8 +1,8 @@
 -- The schema of migrations/sqlite/20261202000001_access_changes.sql in
 -- PostgreSQL's own types: the revocation feed.
 CREATE TABLE access_changes (
-    -- The feed's order; for one account, the order its changes committed in
-    -- (each locks the account's row before it takes a number).
+    -- The feed's order. An account's disables and enables are numbered while
+    -- its row is locked, so their order is the order they committed in.
     seq      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     kind     TEXT NOT NULL
              CHECK (kind IN ('key_revoked', 'signed_out', 'disabled', 'enabled', 'token_revoked')),

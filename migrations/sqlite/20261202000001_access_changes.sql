@@ -3,7 +3,8 @@
 -- Instances keep the rows younger than a token's lifetime in memory; a row is
 -- pruned once no token it covers can still verify (`until_ms`).
 CREATE TABLE access_changes (
-    -- The feed's order; for one account, the order its changes committed in.
+    -- The feed's order. An account's disables and enables are numbered while
+    -- its row is locked, so their order is the order they committed in.
     seq      INTEGER PRIMARY KEY AUTOINCREMENT,
     kind     TEXT NOT NULL
              CHECK (kind IN ('key_revoked', 'signed_out', 'disabled', 'enabled', 'token_revoked')),

@@ -17,8 +17,8 @@ pub type Millis = i64;
 /// One row of the feed: a change to what a token or an exchange may rely on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    /// The feed's order. Changes to one account are numbered in the order
-    /// they were committed (each locks the account's row first).
+    /// The feed's order. An account's disables and enables are numbered while
+    /// its row is locked, so their order is the order they committed in.
     pub seq: i64,
     pub user_id: Uuid,
     pub kind: ChangeKind,
@@ -156,10 +156,6 @@ impl Window {
             before: u.before,
             disabled: u.disabled_seq > u.enabled_seq,
         })
-    }
-
-    pub fn key_revoked(&self, key_id: Uuid) -> bool {
-        self.keys.contains_key(&key_id)
     }
 
     /// Adds a change. Applying one twice, or older ones after newer ones,
