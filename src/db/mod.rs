@@ -32,6 +32,7 @@ macro_rules! on_backend {
 
 pub mod changes;
 pub mod keys;
+pub mod notifications;
 mod postgres;
 mod sqlite;
 pub mod todos;

@@ -6,6 +6,7 @@
 mod admin;
 mod durability;
 mod errors;
+mod feed;
 mod health;
 mod helpers;
 mod insomnia;
