@@ -1,6 +1,10 @@
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use latchkey::{
@@ -227,11 +231,19 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 /// on `other`'s database, as a second instance behind a load balancer runs.
 /// On SQLite both use `other`'s file, so `other` must outlive it.
 pub async fn spawn_app_on(other: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on_database(&other.database, configure).await
+}
+
+/// Starts an app, with a data directory of its own, on `database`.
+pub async fn spawn_app_on_database(
+    database: &TestDatabase,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut config = test_config(dir.path().join("data"));
-    config.database_url = Some(other.database.url());
+    config.database_url = Some(database.url());
     configure(&mut config);
-    start(config, other.database.clone(), dir).await
+    start(config, database.clone(), dir).await
 }
 
 pub fn test_config(data_dir: PathBuf) -> Config {
@@ -240,7 +252,24 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     }
     let mut config = Config::new(data_dir);
     config.bind = "127.0.0.1:0".parse().unwrap();
+    // On PostgreSQL the keyring is the database's and needs its secret.
+    if test_backend() == Backend::Postgres {
+        config.keyring_secret = Some(test_keyring_secret().to_owned());
+    }
     config
+}
+
+/// The `--keyring-secret` of every app of this test run: random, as an
+/// operator's is, and one for all so that apps on one database agree.
+pub fn test_keyring_secret() -> &'static str {
+    static SECRET: OnceLock<String> = OnceLock::new();
+    SECRET.get_or_init(new_keyring_secret)
+}
+
+/// 32 random bytes in standard base64, as `openssl rand -base64 32` makes.
+pub fn new_keyring_secret() -> String {
+    use base64::engine::general_purpose::STANDARD;
+    STANDARD.encode(rand::random::<[u8; 32]>())
 }
 
 async fn start(config: Config, database: TestDatabase, dir: TempDir) -> TestApp {
@@ -372,6 +401,27 @@ impl TestApp {
             }
         }
         bytes
+    }
+
+    /// The signing keyring as stored: the data directory's file on SQLite,
+    /// the database's sealed row on PostgreSQL; `None` if there is none.
+    pub async fn stored_keyring(&self) -> Option<Vec<u8>> {
+        match &self.database {
+            TestDatabase::Sqlite(_) => {
+                std::fs::read(self.config.data_dir.join(latchkey::keyring::KEYRING_FILE)).ok()
+            }
+            TestDatabase::Postgres(db) => {
+                let mut conn = PgConnection::connect(&db.url).await.unwrap();
+                let sealed: Option<Vec<u8>> =
+                    sqlx::query_scalar("SELECT sealed FROM signing_keyring")
+                        .fetch_optional(&mut conn)
+                        .await
+                        .unwrap()
+                        .flatten();
+                let _ = conn.close().await;
+                sealed
+            }
+        }
     }
 
     /// The SQLite database file, for the tests about it (see
