@@ -835,3 +835,116 @@ pub fn www_authenticate(resp: &Response) -> Option<String> {
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_owned())
 }
+
+// ---- a database that stops answering ----
+
+/// A TCP proxy between an app and its PostgreSQL server that can stall one
+/// kind of exchange: from [`StallingProxy::stall_on`] on, a connection that
+/// carries the given bytes, either way, stops forwarding for good, open but
+/// silent, as behind a network that drops packets without resetting
+/// anything. Everything else passes, so a stall can be aimed at one query
+/// after its connection was checked out. After [`StallingProxy::heal`], new
+/// connections work again and the stalled ones stay as they are.
+pub struct StallingProxy {
+    addr: SocketAddr,
+    needle: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    task: JoinHandle<()>,
+}
+
+type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+impl StallingProxy {
+    /// A proxy to the server `url` names.
+    pub async fn start(url: &str) -> StallingProxy {
+        let target = reqwest::Url::parse(url).expect("a PostgreSQL URL");
+        let target = format!(
+            "{}:{}",
+            target.host_str().unwrap(),
+            target.port().unwrap_or(5432)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let needle = Arc::new(std::sync::Mutex::new(None));
+        let stall = Arc::clone(&needle);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                let directions: [(Reader, Writer); 2] = [
+                    (Box::new(client_read), Box::new(server_write)),
+                    (Box::new(server_read), Box::new(client_write)),
+                ];
+                for (from, to) in directions {
+                    tokio::spawn(pump(from, to, Arc::clone(&stall), Arc::clone(&frozen)));
+                }
+            }
+        });
+        StallingProxy { addr, needle, task }
+    }
+
+    /// `url` with the proxy in place of the server, without TLS, so that
+    /// the proxy sees what the connections carry.
+    pub fn url(&self, url: &str) -> String {
+        let mut url = reqwest::Url::parse(url).expect("a PostgreSQL URL");
+        url.set_host(Some(&self.addr.ip().to_string())).unwrap();
+        url.set_port(Some(self.addr.port())).unwrap();
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+        url.into()
+    }
+
+    /// Connections that carry `needle` from now on stall.
+    pub fn stall_on(&self, needle: &[u8]) {
+        *self.needle.lock().unwrap() = Some(needle.to_vec());
+    }
+
+    pub fn heal(&self) {
+        *self.needle.lock().unwrap() = None;
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` until either closes, or for ever silent once the
+/// connection has met a stall.
+async fn pump(
+    mut from: Reader,
+    mut to: Writer,
+    needle: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let met = needle
+            .lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|needle| buf[..n].windows(needle.len()).any(|w| w == needle));
+        if met {
+            frozen.store(true, SeqCst);
+        }
+        if frozen.load(SeqCst) {
+            // Held open, never answered: the peer learns nothing.
+            let _held = (from, to);
+            return std::future::pending().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
