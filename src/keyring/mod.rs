@@ -140,8 +140,8 @@ impl Keyring {
                 if file.exists() {
                     tracing::warn!(
                         path = %file.display(),
-                        "this keyring file is not used on PostgreSQL: the database's keyring is \
-                         (`latchkey migrate` copies the file's keys into the database)"
+                        "this keyring file is not used: on PostgreSQL the keyring is the \
+                         database's, which every instance on it shares"
                     );
                 }
                 Ok(Keyring::in_database(config, db.clone(), secret))
