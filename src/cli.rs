@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
     config::Config,
+    db::Location,
     domain::scopes::Role,
     error::Error,
     http,
@@ -17,7 +18,7 @@ use crate::{
     App,
 };
 
-// No `Debug`: the configuration holds the JWT secret.
+// No `Debug`: the configuration holds the JWT and keyring secrets.
 #[derive(Parser)]
 #[command(
     name = "latchkey",
@@ -64,10 +65,12 @@ pub enum AdminCommand {
 #[derive(Debug, Subcommand)]
 pub enum SigningKeyCommand {
     /// Make a new key current for --jwt-alg. Running servers that share the
-    /// data directory switch to it within a second; the replaced key keeps
-    /// verifying until the tokens it signed have expired.
+    /// keyring (the data directory's; on PostgreSQL, with --database-url and
+    /// --keyring-secret, the database's) switch to it within a second; the
+    /// replaced key keeps verifying until the tokens it signed have expired.
     Rotate,
-    /// List the keys in the data directory's keyring.
+    /// List the keys in the keyring: the data directory's, or on PostgreSQL
+    /// the database's.
     List,
 }
 
@@ -81,7 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Admin(AdminCommand::Create { email }) => create_admin(&cli.config, &email).await,
-        Command::SigningKey(command) => signing_key(&cli.config, command),
+        Command::SigningKey(command) => signing_key(&cli.config, command).await,
         Command::Openapi { format, server_url } => {
             let spec = match format {
                 SpecFormat::Json => http::spec::json_at(&server_url),
@@ -122,21 +125,46 @@ async fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
     }
 }
 
-fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()> {
+async fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()> {
     if keyring::configured(config)?.is_some() {
         bail!(
             "the signing key is set by --jwt-secret or --jwt-key-file (or their LATCHKEY_ variables), \
-             not kept in the data directory's keyring: to change it, change that setting and restart"
+             not kept in a keyring: to change it, change that setting and restart"
         );
     }
-    let keyring = Keyring::new(config);
+    keyring::secret(config)?;
+    // SQLite's keyring is the data directory's file: its database is not
+    // opened (nor created) for it.
+    let db = match config.database()? {
+        Location::Postgres(_) => Some(crate::open_db(config).await?),
+        Location::SqliteUrl(_) | Location::SqliteFile(_) => None,
+    };
+    let keyring = match &db {
+        Some(db) => Keyring::for_config(config, db),
+        None => Ok(Keyring::in_file(config)),
+    };
+    let done = match keyring {
+        Ok(keyring) => run_signing_key(config, &keyring, command).await,
+        Err(e) => Err(e),
+    };
+    if let Some(db) = db {
+        db.close().await;
+    }
+    done
+}
+
+async fn run_signing_key(
+    config: &Config,
+    keyring: &Keyring,
+    command: SigningKeyCommand,
+) -> anyhow::Result<()> {
     match command {
         SigningKeyCommand::Rotate => {
             let grace = keyring::grace(config.token_ttl);
             let until = Utc::now() + grace;
             // What a replaced key verifies for beyond the token lifetime.
             let margin = (grace - chrono::Duration::from_std(config.token_ttl)?).num_seconds();
-            for rotation in keyring.rotate()? {
+            for rotation in keyring.rotate().await? {
                 println!(
                     "new current {} signing key: {}",
                     rotation.alg.as_str(),
@@ -151,13 +179,17 @@ fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()
                     );
                 }
             }
-            println!(
-                "servers using {} switch within a second",
-                config.data_dir.display()
-            );
+            if keyring.kept_in_database() {
+                println!("servers on this database switch within a second");
+            } else {
+                println!(
+                    "servers using {} switch within a second",
+                    config.data_dir.display()
+                );
+            }
         }
         SigningKeyCommand::List => {
-            for listed in keyring.list()? {
+            for listed in keyring.list().await? {
                 let state = match listed.state {
                     SigningKeyState::Current => "current".to_owned(),
                     SigningKeyState::Verifying { until } => {

@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod insomnia;
 mod jwt;
+mod keyring;
 mod keys;
 mod lifecycle;
 mod openapi;
