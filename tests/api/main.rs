@@ -4,6 +4,7 @@
 //! its own made there, and drives it over HTTP as a client would.
 
 mod admin;
+mod crash;
 mod durability;
 mod errors;
 mod feed;
@@ -15,7 +16,9 @@ mod keyring;
 mod keys;
 mod lifecycle;
 mod openapi;
+mod partition;
 mod postgres;
+mod proxy;
 mod readme;
 mod revalidation;
 mod revocation;
