@@ -261,6 +261,16 @@ fn is_unavailable(err: &sqlx::Error) -> bool {
     }
 }
 
+/// The migrations of one backend, as this version applies them. A database
+/// that a newer version has migrated further is accepted: while instances of
+/// one version and the next share a database in a rolling upgrade, the older
+/// ones must still (re)start, and a release's migrations only add what the
+/// version before it can ignore.
+fn migrator(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
 /// The current time as stored: UTC, to the millisecond, so what a client reads
 /// back equals what it was told at creation.
 pub fn now() -> DateTime<Utc> {

@@ -41,7 +41,9 @@ pub(super) async fn open(url: &str, connections: u32) -> Result<PgPool, DbError>
         .map_err(|e| DbError::Connect(target, e))?;
     // sqlx takes an advisory lock around the migrations, so instances that
     // start together apply each migration once.
-    sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+    super::migrator(sqlx::migrate!("./migrations/postgres"))
+        .run(&pool)
+        .await?;
     Ok(pool)
 }
 

@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::helpers::{
-    assert_oauth_error, assert_problem, postgres_server, skipped_unless, www_authenticate,
-    PgDatabase, PASSWORD,
+    assert_oauth_error, assert_problem, postgres_server, skipped_unless, test_keyring_secret,
+    www_authenticate, PgDatabase, PASSWORD,
 };
 
 /// Tokens from the first process must verify at the second, which listens on
@@ -63,6 +63,9 @@ impl Server {
             .stderr(Stdio::piped());
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
+            // The keyring is the database's there; a secret in the
+            // environment, as a deployment keeps it, not on the command line.
+            command.env("LATCHKEY_KEYRING_SECRET", test_keyring_secret());
         }
         let mut child = command.spawn().expect("the server binary starts");
 
