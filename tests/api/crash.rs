@@ -14,13 +14,13 @@ use std::{
 };
 
 use latchkey::db::Backend;
-use reqwest::{Client, Response, StatusCode};
+use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::helpers::{
-    assert_oauth_error, assert_problem, postgres_server, skipped_unless, test_keyring_secret,
-    www_authenticate, PgDatabase, PASSWORD,
+    assert_oauth_error, assert_revoked, postgres_server, skipped_unless, test_keyring_secret,
+    PgDatabase, PASSWORD,
 };
 
 /// Tokens from the first process must verify at the second, which listens on
@@ -320,19 +320,6 @@ async fn load_then_kill(server: &mut Server, workers: usize) -> Acknowledged {
 }
 
 // ---- what the restarted server must still have ----
-
-async fn assert_revoked(resp: Response) {
-    let challenge = www_authenticate(&resp).expect("a bearer challenge");
-    assert!(
-        challenge.contains(r#"error="invalid_token""#),
-        "{challenge}"
-    );
-    let problem = assert_problem(resp, StatusCode::UNAUTHORIZED).await;
-    assert!(
-        problem["detail"].as_str().unwrap().contains("revoked"),
-        "{problem}"
-    );
-}
 
 async fn assert_everything_acknowledged_is_there(server: &Server, acked: &Acknowledged) {
     let client = Client::builder().timeout(STUCK).build().unwrap();

@@ -838,6 +838,20 @@ pub fn field_errors(problem: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Asserts the RFC 6750 refusal of a revoked token.
+pub async fn assert_revoked(resp: Response) {
+    let challenge = www_authenticate(&resp).expect("a bearer challenge");
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+    let problem = assert_problem(resp, StatusCode::UNAUTHORIZED).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("revoked"),
+        "{problem}"
+    );
+}
+
 pub fn www_authenticate(resp: &Response) -> Option<String> {
     resp.headers()
         .get("www-authenticate")

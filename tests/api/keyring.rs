@@ -29,7 +29,9 @@ use crate::{
         spawn_app_on, spawn_app_on_database, spawn_app_with, test_keyring_secret, PgDatabase,
         StallingProxy, TestApp, TestDatabase,
     },
-    signing::{latchkey, latchkey_with, rotate, wait_for_new_signing_key},
+    signing::{
+        assert_listed_as_rotated, latchkey, latchkey_with, rotate, wait_for_new_signing_key,
+    },
     startup::refused,
 };
 
@@ -159,20 +161,11 @@ async fn a_rotation_from_the_command_line_reaches_every_instance_and_older_token
     // ...and the database's keyring lists both, without private material.
     let listed = latchkey(&third, &["signing-key", "list"]);
     assert!(listed.status.success());
-    let listed = String::from_utf8(listed.stdout).unwrap();
-    assert!(
-        listed
-            .lines()
-            .any(|l| l.starts_with(&new_kid) && l.ends_with("current")),
-        "{listed}"
+    assert_listed_as_rotated(
+        &String::from_utf8(listed.stdout).unwrap(),
+        &new_kid,
+        &old_kid,
     );
-    assert!(
-        listed
-            .lines()
-            .any(|l| l.starts_with(&old_kid) && l.contains("verifying until")),
-        "{listed}"
-    );
-    assert!(!listed.contains("PRIVATE KEY"), "{listed}");
 }
 
 /// How many connections to `database` wait for a lock.

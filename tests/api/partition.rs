@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::{
     helpers::{
-        assert_oauth_error, assert_problem, skipped_unless, spawn_app_with, www_authenticate,
+        assert_oauth_error, assert_problem, assert_revoked, skipped_unless, spawn_app_with,
         TestApp, TestKey, TestUser,
     },
     proxy::Proxy,
@@ -118,20 +118,6 @@ fn assert_retry_after(what: &str, resp: &Response) {
     assert!(
         seconds.parse::<u32>().is_ok(),
         "{what}: Retry-After {seconds}"
-    );
-}
-
-/// The RFC 6750 refusal of a revoked token.
-async fn assert_revoked(resp: Response) {
-    let challenge = www_authenticate(&resp).expect("a bearer challenge");
-    assert!(
-        challenge.contains(r#"error="invalid_token""#),
-        "{challenge}"
-    );
-    let problem = assert_problem(resp, StatusCode::UNAUTHORIZED).await;
-    assert!(
-        problem["detail"].as_str().unwrap().contains("revoked"),
-        "{problem}"
     );
 }
 

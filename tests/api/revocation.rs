@@ -10,27 +10,13 @@ use serde_json::{json, Value};
 use latchkey::db::Backend;
 
 use crate::helpers::{
-    assert_oauth_error, assert_problem, spawn_app, spawn_app_on, spawn_app_with, test_backend,
-    www_authenticate, TestApp, TestKey, TestUser,
+    assert_oauth_error, assert_problem, assert_revoked, spawn_app, spawn_app_on, spawn_app_with,
+    test_backend, www_authenticate, TestApp, TestKey, TestUser,
 };
 
 /// How long another instance may take to learn a change: it reloads twice a
 /// second; a busy CI machine gets the rest.
 const ELSEWHERE: Duration = Duration::from_secs(5);
-
-/// Asserts the RFC 6750 refusal of a revoked token.
-async fn assert_revoked(resp: Response) {
-    let challenge = www_authenticate(&resp).expect("a bearer challenge");
-    assert!(
-        challenge.contains(r#"error="invalid_token""#),
-        "{challenge}"
-    );
-    let problem = assert_problem(resp, StatusCode::UNAUTHORIZED).await;
-    assert!(
-        problem["detail"].as_str().unwrap().contains("revoked"),
-        "{problem}"
-    );
-}
 
 /// Instances that share a database share their issuer too: without one
 /// configured, each would name itself by its own port.

@@ -233,20 +233,29 @@ async fn after_an_eddsa_rotation_old_tokens_verify_and_both_keys_are_published()
     assert_eq!(published, vec![new_kid.clone(), old_kid.clone()]);
 
     let listed = latchkey(&app, &["signing-key", "list"]);
-    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert_listed_as_rotated(
+        &String::from_utf8(listed.stdout).unwrap(),
+        &new_kid,
+        &old_kid,
+    );
+}
+
+/// `signing-key list` after a rotation: the new key current, the old one
+/// verifying for its grace period, no private material.
+pub fn assert_listed_as_rotated(listed: &str, new_kid: &str, old_kid: &str) {
     assert!(
         listed
             .lines()
-            .any(|l| l.starts_with(&new_kid) && l.ends_with("current")),
+            .any(|l| l.starts_with(new_kid) && l.ends_with("current")),
         "{listed}"
     );
     assert!(
         listed
             .lines()
-            .any(|l| l.starts_with(&old_kid) && l.contains("verifying until")),
+            .any(|l| l.starts_with(old_kid) && l.contains("verifying until")),
         "{listed}"
     );
-    assert!(!listed.contains("PRIVATE KEY"));
+    assert!(!listed.contains("PRIVATE KEY"), "{listed}");
 }
 
 #[tokio::test]
