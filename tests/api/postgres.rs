@@ -166,9 +166,14 @@ async fn on_server(sql: &str) {
 /// current ones, which the app's pools then replace.
 async fn set_read_only(app: &TestApp, read_only: bool) {
     let name = database_name(app);
+    // Committed before the connections end: one that the app opens again
+    // while they are being ended must already see the new setting.
     on_server(&format!(
-        r#"ALTER DATABASE "{name}" SET default_transaction_read_only = {read_only};
-           SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+        r#"ALTER DATABASE "{name}" SET default_transaction_read_only = {read_only}"#
+    ))
+    .await;
+    on_server(&format!(
+        r#"SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
            WHERE datname = '{name}' AND pid <> pg_backend_pid()"#
     ))
     .await;
