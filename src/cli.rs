@@ -1,5 +1,5 @@
 //! The command tree and its commands: serve, admin create, signing-key
-//! rotate|list, openapi.
+//! rotate|list, migrate, openapi.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -13,6 +13,7 @@ use crate::{
     error::Error,
     http,
     keyring::{self, Keyring, SigningKeyState},
+    migrate,
     service::accounts,
     App,
 };
@@ -41,6 +42,24 @@ pub enum Command {
     /// Manage the keys tokens are signed with.
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
+    /// Copy the SQLite database into an empty PostgreSQL database.
+    ///
+    /// Copies every account (with its password hash, role and disabled
+    /// state), API key (revoked and expired ones too), todo and revocation
+    /// from the SQLite database of --data-dir (or --database-url sqlite://…)
+    /// into the PostgreSQL database --to names, after bringing its schema up
+    /// to date. Keys, passwords and ids stay as they are, so clients need no
+    /// new key. The target must hold no account, key or todo; the copy is
+    /// one transaction there, so a failed copy leaves it empty.
+    ///
+    /// Stop the server first: the copy is of the SQLite database as it was
+    /// when the command began, and anything written to it later is not
+    /// copied.
+    Migrate {
+        /// The PostgreSQL database to copy into: postgres://USER@HOST/DATABASE. The password may come from PGPASSWORD or ~/.pgpass instead, to keep it out of the process list.
+        #[arg(long, value_name = "POSTGRES_URL")]
+        to: DatabaseUrl,
+    },
     /// Print the OpenAPI document.
     Openapi {
         #[arg(long, value_enum, default_value = "json")]
@@ -71,6 +90,23 @@ pub enum SigningKeyCommand {
     List,
 }
 
+/// A database URL given on the command line, which may hold a password: its
+/// `Debug` shows none of it.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(<hidden>)")
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> DatabaseUrl {
+        DatabaseUrl(url)
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SpecFormat {
     Json,
@@ -82,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(cli.config).await,
         Command::Admin(AdminCommand::Create { email }) => create_admin(&cli.config, &email).await,
         Command::SigningKey(command) => signing_key(&cli.config, command),
+        Command::Migrate { to } => migrate(&cli.config, &to).await,
         Command::Openapi { format, server_url } => {
             let spec = match format {
                 SpecFormat::Json => http::spec::json_at(&server_url),
@@ -120,6 +157,36 @@ async fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+async fn migrate(config: &Config, to: &DatabaseUrl) -> anyhow::Result<()> {
+    let migrated = migrate::to_postgres(config, &to.0).await?;
+    let copied = migrated.copied;
+    println!(
+        "copied {}, {}, {} and {} from {} into {}",
+        count(copied.users, "account", "accounts"),
+        count(copied.keys, "API key", "API keys"),
+        count(copied.todos, "todo", "todos"),
+        count(
+            copied.changes,
+            "revocation feed entry",
+            "revocation feed entries"
+        ),
+        migrated.from,
+        migrated.into
+    );
+    if keyring::configured(config)?.is_none() {
+        println!(
+            "the signing keys stay in {}: give the PostgreSQL instances that data directory's \
+             keyring (or one --jwt-secret / --jwt-key-file), so the tokens they sign verify everywhere",
+            config.data_dir.join(keyring::KEYRING_FILE).display()
+        );
+    }
+    Ok(())
+}
+
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()> {

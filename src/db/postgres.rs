@@ -32,6 +32,14 @@ pub(super) async fn open(url: &str, connections: u32) -> Result<PgPool, DbError>
     Ok(pool)
 }
 
+/// Where a URL connects, for messages: never the password.
+pub(super) fn describe_url(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(options) => describe(&options),
+        Err(_) => "a PostgreSQL database (the URL does not parse)".into(),
+    }
+}
+
 /// Where a pool connects, for messages: never the password.
 fn describe(options: &PgConnectOptions) -> String {
     let database = options.get_database().unwrap_or(options.get_username());

@@ -137,7 +137,7 @@ pub enum Sql {
 }
 
 impl Sql {
-    async fn open(database: &TestDatabase) -> Sql {
+    pub async fn open(database: &TestDatabase) -> Sql {
         match database {
             TestDatabase::Sqlite(path) => Sql::Sqlite(
                 SqlitePool::connect_with(
@@ -159,7 +159,7 @@ impl Sql {
         }
     }
 
-    async fn close(&self) {
+    pub async fn close(&self) {
         match self {
             Sql::Sqlite(pool) => pool.close().await,
             Sql::Postgres(pool) => pool.close().await,
@@ -219,6 +219,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         }
         None => TestDatabase::Sqlite(config.data_dir.join("latchkey.db")),
     };
+    configure(&mut config);
+    start(config, database, dir).await
+}
+
+/// Starts the app on SQLite's default file in its data directory whichever
+/// backend the run is on, for tests that need an SQLite database as such
+/// (what `latchkey migrate` copies from).
+pub async fn spawn_sqlite_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = test_config(dir.path().join("data"));
+    let database = TestDatabase::Sqlite(config.data_dir.join("latchkey.db"));
     configure(&mut config);
     start(config, database, dir).await
 }
@@ -310,6 +321,17 @@ impl TestApp {
         config.bind = "127.0.0.1:0".parse().unwrap();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         start(config, self.database.clone(), dir).await
+    }
+
+    /// Stops this server and starts a new one with the same configuration
+    /// and data directory (so the same keyring), on `database` instead.
+    pub async fn restart_on(mut self, database: TestDatabase) -> TestApp {
+        self.stop().await;
+        let mut config = self.config.clone();
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        config.database_url = Some(database.url());
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        start(config, database, dir).await
     }
 
     /// A second server on this one's database and data directory (so its

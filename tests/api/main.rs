@@ -12,6 +12,7 @@ mod insomnia;
 mod jwt;
 mod keys;
 mod lifecycle;
+mod migrate;
 mod openapi;
 mod postgres;
 mod readme;
