@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
     config::Config,
+    db::Location,
     domain::scopes::Role,
     error::Error,
     http,
@@ -18,7 +19,7 @@ use crate::{
     App,
 };
 
-// No `Debug`: the configuration holds the JWT secret.
+// No `Debug`: the configuration holds the JWT and keyring secrets.
 #[derive(Parser)]
 #[command(
     name = "latchkey",
@@ -48,9 +49,12 @@ pub enum Command {
     /// state), API key (revoked and expired ones too), todo and revocation
     /// from the SQLite database of --data-dir (or --database-url sqlite://…)
     /// into the PostgreSQL database --to names, after bringing its schema up
-    /// to date. Keys, passwords and ids stay as they are, so clients need no
-    /// new key. The target must hold no account, key or todo; the copy is
-    /// one transaction there, so a failed copy leaves it empty.
+    /// to date, and the data directory's signing keyring into the database's,
+    /// encrypted with --keyring-secret (not needed when the server signs with
+    /// --jwt-secret or --jwt-key-file). Keys, passwords, ids and signing keys
+    /// stay as they are, so clients need no new key and tokens already issued
+    /// keep verifying. The target must hold no account, key, todo or keyring;
+    /// the copy is one transaction there, so a failed copy leaves it empty.
     ///
     /// Stop the server first: the copy is of the SQLite database as it was
     /// when the command began, and anything written to it later is not
@@ -83,10 +87,12 @@ pub enum AdminCommand {
 #[derive(Debug, Subcommand)]
 pub enum SigningKeyCommand {
     /// Make a new key current for --jwt-alg. Running servers that share the
-    /// data directory switch to it within a second; the replaced key keeps
-    /// verifying until the tokens it signed have expired.
+    /// keyring (the data directory's; on PostgreSQL, with --database-url and
+    /// --keyring-secret, the database's) switch to it within a second; the
+    /// replaced key keeps verifying until the tokens it signed have expired.
     Rotate,
-    /// List the keys in the data directory's keyring.
+    /// List the keys in the keyring: the data directory's, or on PostgreSQL
+    /// the database's.
     List,
 }
 
@@ -117,7 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Admin(AdminCommand::Create { email }) => create_admin(&cli.config, &email).await,
-        Command::SigningKey(command) => signing_key(&cli.config, command),
+        Command::SigningKey(command) => signing_key(&cli.config, command).await,
         Command::Migrate { to } => migrate(&cli.config, &to).await,
         Command::Openapi { format, server_url } => {
             let spec = match format {
@@ -175,12 +181,17 @@ async fn migrate(config: &Config, to: &DatabaseUrl) -> anyhow::Result<()> {
         migrated.from,
         migrated.into
     );
-    if keyring::configured(config)?.is_none() {
-        println!(
-            "the signing keys stay in {}: give the PostgreSQL instances that data directory's \
-             keyring (or one --jwt-secret / --jwt-key-file), so the tokens they sign verify everywhere",
+    match migrated.signing_keys {
+        Some(keys) => println!(
+            "copied {} from {} into the database's keyring, encrypted with --keyring-secret: \
+             give every instance on the database the same --keyring-secret",
+            count(keys as u64, "signing key", "signing keys"),
             config.data_dir.join(keyring::KEYRING_FILE).display()
-        );
+        ),
+        None => println!(
+            "copied no signing keyring: the signing key is set by --jwt-secret or \
+             --jwt-key-file; give every instance on the database the same"
+        ),
     }
     Ok(())
 }
@@ -189,21 +200,46 @@ fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()> {
+async fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()> {
     if keyring::configured(config)?.is_some() {
         bail!(
             "the signing key is set by --jwt-secret or --jwt-key-file (or their LATCHKEY_ variables), \
-             not kept in the data directory's keyring: to change it, change that setting and restart"
+             not kept in a keyring: to change it, change that setting and restart"
         );
     }
-    let keyring = Keyring::new(config);
+    keyring::secret(config)?;
+    // SQLite's keyring is the data directory's file: its database is not
+    // opened (nor created) for it.
+    let db = match config.database()? {
+        Location::Postgres(_) => Some(crate::open_db(config).await?),
+        Location::SqliteUrl(_) | Location::SqliteFile(_) => None,
+    };
+    let keyring = match &db {
+        Some(db) => Keyring::for_config(config, db),
+        None => Ok(Keyring::in_file(config)),
+    };
+    let done = match keyring {
+        Ok(keyring) => run_signing_key(config, &keyring, command).await,
+        Err(e) => Err(e),
+    };
+    if let Some(db) = db {
+        db.close().await;
+    }
+    done
+}
+
+async fn run_signing_key(
+    config: &Config,
+    keyring: &Keyring,
+    command: SigningKeyCommand,
+) -> anyhow::Result<()> {
     match command {
         SigningKeyCommand::Rotate => {
             let grace = keyring::grace(config.token_ttl);
             let until = Utc::now() + grace;
             // What a replaced key verifies for beyond the token lifetime.
             let margin = (grace - chrono::Duration::from_std(config.token_ttl)?).num_seconds();
-            for rotation in keyring.rotate()? {
+            for rotation in keyring.rotate().await? {
                 println!(
                     "new current {} signing key: {}",
                     rotation.alg.as_str(),
@@ -218,13 +254,17 @@ fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()
                     );
                 }
             }
-            println!(
-                "servers using {} switch within a second",
-                config.data_dir.display()
-            );
+            if keyring.kept_in_database() {
+                println!("servers on this database switch within a second");
+            } else {
+                println!(
+                    "servers using {} switch within a second",
+                    config.data_dir.display()
+                );
+            }
         }
         SigningKeyCommand::List => {
-            for listed in keyring.list()? {
+            for listed in keyring.list().await? {
                 let state = match listed.state {
                     SigningKeyState::Current => "current".to_owned(),
                     SigningKeyState::Verifying { until } => {

@@ -12,7 +12,7 @@ pub const DEFAULT_AUDIENCE: &str = "latchkey";
 pub const DEFAULT_TOKEN_TTL: &str = "60s";
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
-// No `Debug` on `Config`: it holds the JWT secret.
+// No `Debug` on `Config`: it holds the JWT and keyring secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum JwtAlg {
     /// HMAC with SHA-256 and a shared secret.
@@ -79,6 +79,15 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_JWT_KEY_FILE", global = true)]
     pub jwt_key_file: Option<PathBuf>,
 
+    /// 32 random bytes in base64 (`openssl rand -base64 32`) that encrypt the signing keyring kept in a PostgreSQL database; required there unless --jwt-secret or --jwt-key-file is given, and the same for every instance on the database. Checked but unused on SQLite, whose keyring is a file in the data directory.
+    #[arg(
+        long,
+        env = "LATCHKEY_KEYRING_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub keyring_secret: Option<String>,
+
     /// Token signing algorithm.
     #[arg(
         long,
@@ -142,6 +151,7 @@ impl Config {
             database_url: None,
             jwt_secret: None,
             jwt_key_file: None,
+            keyring_secret: None,
             jwt_alg: JwtAlg::Hs256,
             token_ttl: parse_ttl(DEFAULT_TOKEN_TTL).expect("the default lifetime parses"),
             issuer: None,

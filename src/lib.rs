@@ -70,6 +70,8 @@ impl App {
             .and_then(|a| a.as_socket_addr().copied())
             .context("the listener has no address")?;
 
+        // Refused before anything is opened, even where it goes unused.
+        keyring::secret(&config)?;
         let db = open_db(&config).await?;
         let (keys, keyring) = match keyring::configured(&config)? {
             Some(key) => (
@@ -80,8 +82,8 @@ impl App {
                 None,
             ),
             None => {
-                let mut keyring = Keyring::new(&config);
-                (keyring.load_or_create()?, Some(keyring))
+                let mut keyring = Keyring::for_config(&config, &db)?;
+                (keyring.load_or_create().await?, Some(keyring))
             }
         };
         let tokens = Tokens::new(

@@ -1,12 +1,13 @@
 //! The revocations this instance enforces, held in memory so verification
 //! stays free of I/O.
 //!
-//! Changes reach the window three ways: a change made here is applied as soon
-//! as it commits; every [`RELOAD_EVERY`] the window is read back from the
-//! database, which brings what other instances (or other processes on the
-//! same SQLite file) wrote; and what nobody needs any more is pruned. Because
-//! merging a change twice or out of order changes nothing, no source has to
-//! be trusted to be complete or in sequence.
+//! Changes reach the window in three ways: a change made here is applied as
+//! soon as it commits; on PostgreSQL, a notification from another instance
+//! wakes a reload at once; and every [`RELOAD_EVERY`] the window is read back
+//! from the database anyway, which brings what a lost notification missed and
+//! what other processes on the same SQLite file wrote. What nobody needs any
+//! more is pruned. Because merging a change twice or out of order changes
+//! nothing, no source has to be trusted to be complete or in sequence.
 
 use std::{
     sync::{
@@ -17,9 +18,10 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
+use tokio::sync::Notify;
 
 use crate::{
-    db::{self, Db},
+    db::{self, notifications::Heard, Db},
     domain::{
         revocation::{Change, ChangeKind, Millis, Window},
         tokens::{Claims, LEEWAY_SECS},
@@ -29,6 +31,11 @@ use crate::{
 
 /// How often the window is read back from the database.
 pub const RELOAD_EVERY: Duration = Duration::from_millis(500);
+
+/// How long the listener waits before subscribing again after a failure,
+/// doubling up to [`LISTEN_RETRY_MAX`].
+const LISTEN_RETRY_FIRST: Duration = Duration::from_millis(250);
+const LISTEN_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// How often changes no token can need are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -153,10 +160,24 @@ impl Revocations {
         Ok(())
     }
 
-    /// Reloads every [`RELOAD_EVERY`] and prunes every [`PRUNE_EVERY`] until
-    /// the server stops. A failure is logged once and retried; verification
-    /// goes on with what the window holds.
-    pub async fn follow(self: Arc<Self>, db: Db, mut stopping: Stopping) {
+    /// Keeps the window in step with the database until the server stops:
+    /// on PostgreSQL a notification wakes a reload at once; on every backend
+    /// the window is also reloaded every [`RELOAD_EVERY`], which covers a
+    /// notification lost with its connection and the changes of other
+    /// processes on the same SQLite file. What no token can need any more is
+    /// pruned every [`PRUNE_EVERY`].
+    pub async fn follow(self: Arc<Self>, db: Db, stopping: Stopping) {
+        // The periodic reload tells the listener when the database answers
+        // again after failing: its connection may have stalled unnoticed
+        // meanwhile, so it subscribes afresh.
+        let recovered = Notify::new();
+        tokio::join!(
+            self.reload_periodically(&db, &recovered, stopping.clone()),
+            self.listen(&db, &recovered, stopping),
+        );
+    }
+
+    async fn reload_periodically(&self, db: &Db, recovered: &Notify, mut stopping: Stopping) {
         let mut reload = tokio::time::interval(RELOAD_EVERY);
         reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut prune = tokio::time::interval(PRUNE_EVERY);
@@ -164,9 +185,10 @@ impl Revocations {
         let mut failing = false;
         loop {
             tokio::select! {
-                _ = reload.tick() => match self.reload(&db).await {
+                _ = reload.tick() => match self.reload(db).await {
                     Ok(()) if failing => {
                         failing = false;
+                        recovered.notify_one();
                         tracing::info!("revocations: the database answers again");
                     }
                     Ok(()) => {}
@@ -178,11 +200,61 @@ impl Revocations {
                 },
                 _ = prune.tick() => {
                     // Kept one lifetime longer than needed: instances' clocks differ.
-                    if let Err(e) = db::changes::prune(&db, db::now_ms() - self.lifetime).await {
+                    if let Err(e) = db::changes::prune(db, db::now_ms() - self.lifetime).await {
                         tracing::warn!(error = %e, "revocations: could not prune");
                     }
                 }
                 () = stopping.wait() => break,
+            }
+        }
+    }
+
+    /// Reloads whenever another instance records a change, reconnecting by
+    /// itself; returns at once on SQLite, which has no notifications.
+    async fn listen(&self, db: &Db, recovered: &Notify, mut stopping: Stopping) {
+        let mut retry_in = LISTEN_RETRY_FIRST;
+        let mut failing = false;
+        loop {
+            let subscribed = tokio::select! {
+                subscribed = db.listen() => subscribed,
+                () = stopping.wait() => return,
+            };
+            let mut notifications = match subscribed {
+                None => return,
+                Some(Ok(notifications)) => notifications,
+                Some(Err(e)) => {
+                    if !failing {
+                        failing = true;
+                        tracing::warn!(error = %e, "revocations: cannot listen for changes; reloading every {RELOAD_EVERY:?} meanwhile");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(retry_in) => {}
+                        () = stopping.wait() => return,
+                    }
+                    retry_in = (retry_in * 2).min(LISTEN_RETRY_MAX);
+                    continue;
+                }
+            };
+            if failing {
+                failing = false;
+                tracing::info!("revocations: listening for changes again");
+            }
+            retry_in = LISTEN_RETRY_FIRST;
+            // What was recorded while nobody listened is read back, rather
+            // than trusting a sequence number to say what was missed. A
+            // failure is the periodic reload's to report.
+            let _ = self.reload(db).await;
+            loop {
+                tokio::select! {
+                    heard = notifications.next() => match heard {
+                        Heard::Change => {
+                            let _ = self.reload(db).await;
+                        }
+                        Heard::Lost => break,
+                    },
+                    () = recovered.notified() => break,
+                    () = stopping.wait() => return,
+                }
             }
         }
     }

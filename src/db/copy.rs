@@ -5,7 +5,9 @@
 //!
 //! The source is read in one read transaction, so the copy is of one moment
 //! even if a server still writes to the file; the target is written in one
-//! transaction, so a copy that fails leaves it as empty as it was. Rows are
+//! transaction, so a copy that fails leaves it as empty as it was. Between
+//! the rows and the commit the caller may do what must succeed with them
+//! (`latchkey migrate` copies the signing keyring there). Rows are
 //! read a page at a time in primary-key order and written a page per
 //! statement (one array per column, unnested), which keeps memory bounded and
 //! round trips few whatever the size of the database.
@@ -18,7 +20,9 @@
 //! digits, as it would had it been sent to PostgreSQL directly.
 
 use chrono::{DateTime, Utc};
-use sqlx::{sqlite::SqliteRow, FromRow, PgConnection, SqliteConnection};
+use sqlx::{
+    sqlite::SqliteRow, FromRow, PgConnection, Postgres, Sqlite, SqliteConnection, Transaction,
+};
 use uuid::Uuid;
 
 use super::{Db, Pools};
@@ -42,6 +46,9 @@ pub struct Held {
     pub users: i64,
     pub keys: i64,
     pub todos: i64,
+    /// A signing keyring: an instance has started on the database, or a
+    /// copy has been made into it.
+    pub keyring: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +58,10 @@ pub enum CopyError {
     #[error("the database to copy into is not a PostgreSQL database")]
     TargetNotPostgres,
     #[error(
-        "the PostgreSQL database is not empty (accounts: {}, API keys: {}, todos: {}): \
-         latchkey migrate copies only into an empty database, and wrote nothing",
-        .0.users, .0.keys, .0.todos
+        "the PostgreSQL database is not empty (accounts: {}, API keys: {}, todos: {}, \
+         signing keyring: {}): latchkey migrate copies only into an empty database, and wrote \
+         nothing",
+        .0.users, .0.keys, .0.todos, if .0.keyring { "present" } else { "none" }
     )]
     NotEmpty(Held),
     #[error("copying the {table}")]
@@ -66,55 +74,74 @@ pub enum CopyError {
     Db(#[from] sqlx::Error),
 }
 
-/// Copies every row of `source` (SQLite) into `target` (PostgreSQL), which
-/// must hold no account, key or todo; its schema must be current, as
-/// [`Db::open`] leaves it.
-pub async fn sqlite_to_postgres(source: &Db, target: &Db) -> Result<Copied, CopyError> {
-    let Pools::Sqlite(source) = &source.pools else {
-        return Err(CopyError::SourceNotSqlite);
-    };
-    let Pools::Postgres(target) = &target.pools else {
-        return Err(CopyError::TargetNotPostgres);
-    };
+/// A copy under way: the source's read transaction and the target's write
+/// transaction. Nothing of it is visible on the target before [`Copy::commit`];
+/// dropped, it is rolled back.
+pub struct Copy {
+    from: Transaction<'static, Sqlite>,
+    to: Transaction<'static, Postgres>,
+}
 
-    let mut to = target.begin().await?;
-    // Held to the commit: a server started on the target meanwhile waits,
-    // instead of writing rows between the check and the copy.
-    sqlx::query("LOCK TABLE users, api_keys, todos, access_changes IN EXCLUSIVE MODE")
-        .execute(&mut *to)
+impl Copy {
+    /// Begins a copy of `source` (SQLite) into `target` (PostgreSQL), whose
+    /// schema must be current, as [`Db::open`] leaves it, and which must hold
+    /// no account, key, todo or signing keyring.
+    pub async fn begin(source: &Db, target: &Db) -> Result<Copy, CopyError> {
+        let Pools::Sqlite(source) = &source.pools else {
+            return Err(CopyError::SourceNotSqlite);
+        };
+        let Pools::Postgres(target) = &target.pools else {
+            return Err(CopyError::TargetNotPostgres);
+        };
+
+        let mut to = target.begin().await?;
+        // Held to the commit: a server started on the target meanwhile
+        // waits, instead of writing rows between the check and the copy.
+        sqlx::query("LOCK TABLE users, api_keys, todos, access_changes IN EXCLUSIVE MODE")
+            .execute(&mut *to)
+            .await?;
+        let (users, keys, todos, keyring): (i64, i64, i64, bool) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM api_keys),
+                    (SELECT count(*) FROM todos),
+                    EXISTS (SELECT 1 FROM signing_keyring WHERE sealed IS NOT NULL)",
+        )
+        .fetch_one(&mut *to)
         .await?;
-    let (users, keys, todos): (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM api_keys),
-                (SELECT count(*) FROM todos)",
-    )
-    .fetch_one(&mut *to)
-    .await?;
-    if users + keys + todos > 0 {
-        to.rollback().await?;
-        return Err(CopyError::NotEmpty(Held { users, keys, todos }));
+        if users + keys + todos > 0 || keyring {
+            to.rollback().await?;
+            return Err(CopyError::NotEmpty(Held {
+                users,
+                keys,
+                todos,
+                keyring,
+            }));
+        }
+        // SQLite takes the snapshot at the first read; every later read of
+        // this transaction sees the file as it was then.
+        let from = source.reader.begin().await?;
+        Ok(Copy { from, to })
     }
 
-    // SQLite takes the snapshot at the first read; every later read of this
-    // transaction sees the file as it was then.
-    let mut from = source.reader.begin().await?;
-    let copied = Copied {
-        // Parents before children: the foreign keys are checked row by row.
-        users: copy_users(&mut from, &mut to)
-            .await
-            .map_err(table("accounts"))?,
-        keys: copy_keys(&mut from, &mut to)
-            .await
-            .map_err(table("API keys"))?,
-        todos: copy_todos(&mut from, &mut to)
-            .await
-            .map_err(table("todos"))?,
-        changes: copy_changes(&mut from, &mut to)
-            .await
-            .map_err(table("revocation feed"))?,
-    };
-    from.rollback().await?;
-    to.commit().await?;
-    Ok(copied)
+    /// Copies every row of the source's tables.
+    pub async fn rows(&mut self) -> Result<Copied, CopyError> {
+        let (from, to) = (&mut *self.from, &mut *self.to);
+        Ok(Copied {
+            // Parents before children: the foreign keys are checked row by row.
+            users: copy_users(from, to).await.map_err(table("accounts"))?,
+            keys: copy_keys(from, to).await.map_err(table("API keys"))?,
+            todos: copy_todos(from, to).await.map_err(table("todos"))?,
+            changes: copy_changes(from, to)
+                .await
+                .map_err(table("revocation feed"))?,
+        })
+    }
+
+    /// Makes the copied rows the target's.
+    pub async fn commit(self) -> Result<(), CopyError> {
+        self.from.rollback().await?;
+        self.to.commit().await?;
+        Ok(())
+    }
 }
 
 fn table(table: &'static str) -> impl FnOnce(sqlx::Error) -> CopyError {

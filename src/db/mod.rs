@@ -1,5 +1,6 @@
 //! Storage: the only module that speaks SQL. Callers hold a [`Db`] and call
-//! the functions of `users`, `keys` and `todos`; which connection a statement
+//! the functions of `users`, `keys`, `todos`, `changes` and (on PostgreSQL)
+//! `keyring`; which connection a statement
 //! runs on, and on which backend, is decided here and below.
 //!
 //! Two backends, one set of statements: SQLite (`sqlite.rs`, the embedded
@@ -32,7 +33,9 @@ macro_rules! on_backend {
 
 pub mod changes;
 pub mod copy;
+pub mod keyring;
 pub mod keys;
+pub mod notifications;
 mod postgres;
 mod sqlite;
 pub mod todos;

@@ -1,37 +1,57 @@
 //! Where token signing keys come from: a key given in the configuration, or a
-//! keyring file in the data directory that is generated on first start and
-//! that `latchkey signing-key rotate` changes while servers run.
+//! keyring that is generated on first start and that `latchkey signing-key
+//! rotate` changes while servers run.
 //!
-//! The file holds every key still needed: the current key of each algorithm
-//! and the keys it replaced, until the last token they signed has expired.
-//! Servers read it again every [`RELOAD_INTERVAL`], so a rotation needs no
-//! restart.
+//! The keyring holds every key still needed: the current key of each
+//! algorithm and the keys it replaced, until the last token they signed has
+//! expired. On SQLite it is a file in the data directory; on PostgreSQL it is
+//! a row of the database, sealed with `--keyring-secret`, so that every
+//! instance on the database signs and verifies with the same keys. Servers
+//! read it again every [`RELOAD_INTERVAL`], so a rotation needs no restart.
 
+mod copy;
+mod database;
+mod file;
 mod policy;
+mod seal;
 mod store;
 mod watcher;
 
 use std::{fs, time::Duration};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
 
 use crate::{
     config::Config,
+    db::{Backend, Db},
     domain::{
         signing::{SigningAlg, SigningKey},
         tokens::KeySet,
     },
 };
 
+pub use copy::copy_file_to_database;
 pub use policy::grace;
 use policy::StoredKeyring;
+pub use seal::{KeyringSecret, OpenError, SecretError};
 use store::Store;
 
 pub const KEYRING_FILE: &str = "signing-keys.json";
 
 /// How often a running server looks for a rotation.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The `--keyring-secret`, if one is given. A malformed one is refused
+/// wherever it is given, even where it goes unused, so that a typo shows
+/// before the secret is needed.
+pub fn secret(config: &Config) -> anyhow::Result<Option<KeyringSecret>> {
+    Ok(config
+        .keyring_secret
+        .as_deref()
+        .map(KeyringSecret::parse)
+        .transpose()?)
+}
 
 /// The key the configuration names, if it names one: such a key is used as
 /// is and never rotated by latchkey.
@@ -63,14 +83,14 @@ pub fn configured(config: &Config) -> anyhow::Result<Option<SigningKey>> {
     }
 }
 
-/// The keyring file of one data directory, seen with one algorithm and token
-/// lifetime.
+/// A keyring (a data directory's file or a database's row), seen with one
+/// algorithm and token lifetime.
 pub struct Keyring {
     store: Store,
     alg: SigningAlg,
     /// How long a replaced key keeps verifying, for this token lifetime.
     grace: chrono::Duration,
-    /// The file as the keys in force were last read from it.
+    /// The stored bytes as the keys in force were last read from them.
     seen: Option<Vec<u8>>,
 }
 
@@ -90,7 +110,7 @@ pub struct Listed {
     pub state: SigningKeyState,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigningKeyState {
     Current,
     Verifying { until: DateTime<Utc> },
@@ -98,26 +118,82 @@ pub enum SigningKeyState {
 }
 
 impl Keyring {
-    pub fn new(config: &Config) -> Keyring {
+    /// The keyring of a configuration without a configured key, on the
+    /// database it runs on: on SQLite the data directory's file (a given
+    /// `--keyring-secret` is unused), on PostgreSQL the database's, which
+    /// needs the secret.
+    pub fn for_config(config: &Config, db: &Db) -> anyhow::Result<Keyring> {
+        let secret = secret(config)?;
+        match db.backend() {
+            Backend::Sqlite => Ok(Keyring::in_file(config)),
+            Backend::Postgres => {
+                let secret = secret.ok_or_else(|| {
+                    anyhow!(
+                        "on PostgreSQL the signing keyring is kept in the database, encrypted \
+                         with --keyring-secret (LATCHKEY_KEYRING_SECRET), and none is given: give \
+                         every instance on this database the same 32 random bytes in base64 \
+                         (make them once with `openssl rand -base64 32` and keep them safe), or \
+                         configure a key with --jwt-secret or --jwt-key-file"
+                    )
+                })?;
+                let file = config.data_dir.join(KEYRING_FILE);
+                if file.exists() {
+                    tracing::warn!(
+                        path = %file.display(),
+                        "this keyring file is not used: on PostgreSQL the keyring is the \
+                         database's, which every instance on it shares"
+                    );
+                }
+                Ok(Keyring::in_database(config, db.clone(), secret))
+            }
+        }
+    }
+
+    /// The keyring file of the configuration's data directory.
+    pub fn in_file(config: &Config) -> Keyring {
+        Keyring::with_store(config, Store::File(file::FileStore::new(&config.data_dir)))
+    }
+
+    /// The keyring of a PostgreSQL database, sealed with `secret`.
+    pub fn in_database(config: &Config, db: Db, secret: KeyringSecret) -> Keyring {
+        Keyring::with_store(
+            config,
+            Store::Database(database::DatabaseStore::new(db, secret)),
+        )
+    }
+
+    fn with_store(config: &Config, store: Store) -> Keyring {
         Keyring {
-            store: Store::new(&config.data_dir),
+            store,
             alg: config.jwt_alg.into(),
             grace: grace(config.token_ttl),
             seen: None,
         }
     }
 
+    /// Whether the keyring is the database's, which every instance on it
+    /// shares, rather than a data directory's.
+    pub fn kept_in_database(&self) -> bool {
+        matches!(self.store, Store::Database(_))
+    }
+
     /// The keys in force now, after adding a current key of this algorithm
-    /// if the file has none (first start, or a change of algorithm).
-    pub fn load_or_create(&mut self) -> anyhow::Result<KeySet> {
+    /// if the keyring has none (first start, or a change of algorithm).
+    pub async fn load_or_create(&mut self) -> anyhow::Result<KeySet> {
         if self
             .store
-            .read()?
-            .is_none_or(|stored| stored.current(self.alg).is_none())
+            .read()
+            .await?
+            .is_none_or(|(stored, _)| stored.current(self.alg).is_none())
         {
-            self.update(|stored, now| stored.ensure_current(self.alg, now))?;
+            self.update(|stored, now| stored.ensure_current(self.alg, now))
+                .await?;
         }
-        let (stored, bytes) = self.store.read_with_bytes()?;
+        let (stored, bytes) = self
+            .store
+            .read()
+            .await?
+            .context("the signing keyring is missing right after it was written")?;
         let keys = stored
             .in_force(self.alg, self.grace, Utc::now())?
             .context("the keyring has no current key after adding one")?;
@@ -127,32 +203,40 @@ impl Keyring {
         Ok(keys)
     }
 
-    /// Rotates the keys in the file (which ones: `StoredKeyring::rotate`)
+    /// Rotates the keys in the keyring (which ones: `StoredKeyring::rotate`)
     /// and tells what changed.
-    pub fn rotate(&self) -> anyhow::Result<Vec<Rotation>> {
+    pub async fn rotate(&self) -> anyhow::Result<Vec<Rotation>> {
         let mut rotations = Vec::new();
         self.update(|stored, now| {
             rotations = stored.rotate(self.alg, now)?;
             Ok(())
-        })?;
+        })
+        .await?;
         Ok(rotations)
     }
 
-    pub fn list(&self) -> anyhow::Result<Vec<Listed>> {
+    pub async fn list(&self) -> anyhow::Result<Vec<Listed>> {
         let now = Utc::now();
-        let stored = self.store.read()?.unwrap_or_default();
+        let stored = self
+            .store
+            .read()
+            .await?
+            .map(|(stored, _)| stored)
+            .unwrap_or_default();
         Ok(stored.list(self.grace, now))
     }
 
-    /// Every change to the file also drops the keys no server can need.
-    fn update(
+    /// Every change to the keyring also drops the keys no server can need.
+    async fn update(
         &self,
         change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        self.store.update(|stored, now| {
-            stored.prune(now);
-            change(stored, now)
-        })
+        self.store
+            .update(|stored, now| {
+                stored.prune(now);
+                change(stored, now)
+            })
+            .await
     }
 }
 
@@ -166,17 +250,17 @@ mod tests {
     fn keyring(dir: &Path, alg: JwtAlg) -> Keyring {
         let mut config = Config::new(dir);
         config.jwt_alg = alg;
-        Keyring::new(&config)
+        Keyring::in_file(&config)
     }
 
-    #[test]
-    fn a_generated_key_is_kept_private_and_reused() {
+    #[tokio::test]
+    async fn a_generated_key_is_kept_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let mut ring = keyring(dir.path(), JwtAlg::EdDsa);
-        let first = ring.load_or_create().unwrap();
+        let first = ring.load_or_create().await.unwrap();
         assert_eq!(first.current.alg(), SigningAlg::EdDSA);
         assert!(first.previous.is_empty());
-        let again = ring.load_or_create().unwrap();
+        let again = ring.load_or_create().await.unwrap();
         assert_eq!(again.current.kid(), first.current.kid());
         #[cfg(unix)]
         {
@@ -189,8 +273,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_rotation_drops_the_keys_no_server_can_need() {
+    #[tokio::test]
+    async fn a_rotation_drops_the_keys_no_server_can_need() {
         let dir = tempfile::tempdir().unwrap();
         let long_ago =
             Utc::now() - grace(crate::config::MAX_TOKEN_TTL) - chrono::Duration::seconds(1);
@@ -207,29 +291,31 @@ mod tests {
         .unwrap();
 
         let ring = keyring(dir.path(), JwtAlg::EdDsa);
-        let rotations = ring.rotate().unwrap();
+        let rotations = ring.rotate().await.unwrap();
         assert_eq!(rotations[0].retired, vec![replaced.clone()]);
-        let kept: Vec<_> = ring
-            .store
-            .read()
-            .unwrap()
-            .unwrap()
-            .keys
-            .into_iter()
-            .map(|k| k.kid)
-            .collect();
+        let (stored, _) = ring.store.read().await.unwrap().unwrap();
+        let kept: Vec<_> = stored.keys.into_iter().map(|k| k.kid).collect();
         assert_eq!(kept, vec![replaced, rotations[0].current.clone()]);
         assert!(!kept.contains(&expired));
     }
 
-    #[test]
-    fn each_algorithm_has_its_own_current_key() {
+    #[tokio::test]
+    async fn each_algorithm_has_its_own_current_key() {
         let dir = tempfile::tempdir().unwrap();
-        let hs = keyring(dir.path(), JwtAlg::Hs256).load_or_create().unwrap();
-        let ed = keyring(dir.path(), JwtAlg::EdDsa).load_or_create().unwrap();
+        let hs = keyring(dir.path(), JwtAlg::Hs256)
+            .load_or_create()
+            .await
+            .unwrap();
+        let ed = keyring(dir.path(), JwtAlg::EdDsa)
+            .load_or_create()
+            .await
+            .unwrap();
         assert_eq!(hs.current.alg(), SigningAlg::HS256);
         assert_eq!(ed.current.alg(), SigningAlg::EdDSA);
-        let hs_again = keyring(dir.path(), JwtAlg::Hs256).load_or_create().unwrap();
+        let hs_again = keyring(dir.path(), JwtAlg::Hs256)
+            .load_or_create()
+            .await
+            .unwrap();
         assert_eq!(hs_again.current.kid(), hs.current.kid());
     }
 

@@ -1,6 +1,10 @@
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use latchkey::{
@@ -238,11 +242,19 @@ pub async fn spawn_sqlite_app_with(configure: impl FnOnce(&mut Config)) -> TestA
 /// on `other`'s database, as a second instance behind a load balancer runs.
 /// On SQLite both use `other`'s file, so `other` must outlive it.
 pub async fn spawn_app_on(other: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on_database(&other.database, configure).await
+}
+
+/// Starts an app, with a data directory of its own, on `database`.
+pub async fn spawn_app_on_database(
+    database: &TestDatabase,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut config = test_config(dir.path().join("data"));
-    config.database_url = Some(other.database.url());
+    config.database_url = Some(database.url());
     configure(&mut config);
-    start(config, other.database.clone(), dir).await
+    start(config, database.clone(), dir).await
 }
 
 pub fn test_config(data_dir: PathBuf) -> Config {
@@ -251,7 +263,24 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     }
     let mut config = Config::new(data_dir);
     config.bind = "127.0.0.1:0".parse().unwrap();
+    // On PostgreSQL the keyring is the database's and needs its secret.
+    if test_backend() == Backend::Postgres {
+        config.keyring_secret = Some(test_keyring_secret().to_owned());
+    }
     config
+}
+
+/// The `--keyring-secret` of every app of this test run: random, as an
+/// operator's is, and one for all so that apps on one database agree.
+pub fn test_keyring_secret() -> &'static str {
+    static SECRET: OnceLock<String> = OnceLock::new();
+    SECRET.get_or_init(new_keyring_secret)
+}
+
+/// 32 random bytes in standard base64, as `openssl rand -base64 32` makes.
+pub fn new_keyring_secret() -> String {
+    use base64::engine::general_purpose::STANDARD;
+    STANDARD.encode(rand::random::<[u8; 32]>())
 }
 
 async fn start(config: Config, database: TestDatabase, dir: TempDir) -> TestApp {
@@ -323,17 +352,6 @@ impl TestApp {
         start(config, self.database.clone(), dir).await
     }
 
-    /// Stops this server and starts a new one with the same configuration
-    /// and data directory (so the same keyring), on `database` instead.
-    pub async fn restart_on(mut self, database: TestDatabase) -> TestApp {
-        self.stop().await;
-        let mut config = self.config.clone();
-        config.bind = "127.0.0.1:0".parse().unwrap();
-        config.database_url = Some(database.url());
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        start(config, database, dir).await
-    }
-
     /// A second server on this one's database and data directory (so its
     /// keyring too), as another process on the same files would be.
     pub async fn another_instance(&self) -> TestApp {
@@ -394,6 +412,27 @@ impl TestApp {
             }
         }
         bytes
+    }
+
+    /// The signing keyring as stored: the data directory's file on SQLite,
+    /// the database's sealed row on PostgreSQL; `None` if there is none.
+    pub async fn stored_keyring(&self) -> Option<Vec<u8>> {
+        match &self.database {
+            TestDatabase::Sqlite(_) => {
+                std::fs::read(self.config.data_dir.join(latchkey::keyring::KEYRING_FILE)).ok()
+            }
+            TestDatabase::Postgres(db) => {
+                let mut conn = PgConnection::connect(&db.url).await.unwrap();
+                let sealed: Option<Vec<u8>> =
+                    sqlx::query_scalar("SELECT sealed FROM signing_keyring")
+                        .fetch_optional(&mut conn)
+                        .await
+                        .unwrap()
+                        .flatten();
+                let _ = conn.close().await;
+                sealed
+            }
+        }
     }
 
     /// The SQLite database file, for the tests about it (see
@@ -806,4 +845,117 @@ pub fn www_authenticate(resp: &Response) -> Option<String> {
     resp.headers()
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_owned())
+}
+
+// ---- a database that stops answering ----
+
+/// A TCP proxy between an app and its PostgreSQL server that can stall one
+/// kind of exchange: from [`StallingProxy::stall_on`] on, a connection that
+/// carries the given bytes, either way, stops forwarding for good, open but
+/// silent, as behind a network that drops packets without resetting
+/// anything. Everything else passes, so a stall can be aimed at one query
+/// after its connection was checked out. After [`StallingProxy::heal`], new
+/// connections work again and the stalled ones stay as they are.
+pub struct StallingProxy {
+    addr: SocketAddr,
+    needle: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    task: JoinHandle<()>,
+}
+
+type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+impl StallingProxy {
+    /// A proxy to the server `url` names.
+    pub async fn start(url: &str) -> StallingProxy {
+        let target = reqwest::Url::parse(url).expect("a PostgreSQL URL");
+        let target = format!(
+            "{}:{}",
+            target.host_str().unwrap(),
+            target.port().unwrap_or(5432)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let needle = Arc::new(std::sync::Mutex::new(None));
+        let stall = Arc::clone(&needle);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                let directions: [(Reader, Writer); 2] = [
+                    (Box::new(client_read), Box::new(server_write)),
+                    (Box::new(server_read), Box::new(client_write)),
+                ];
+                for (from, to) in directions {
+                    tokio::spawn(pump(from, to, Arc::clone(&stall), Arc::clone(&frozen)));
+                }
+            }
+        });
+        StallingProxy { addr, needle, task }
+    }
+
+    /// `url` with the proxy in place of the server, without TLS, so that
+    /// the proxy sees what the connections carry.
+    pub fn url(&self, url: &str) -> String {
+        let mut url = reqwest::Url::parse(url).expect("a PostgreSQL URL");
+        url.set_host(Some(&self.addr.ip().to_string())).unwrap();
+        url.set_port(Some(self.addr.port())).unwrap();
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+        url.into()
+    }
+
+    /// Connections that carry `needle` from now on stall.
+    pub fn stall_on(&self, needle: &[u8]) {
+        *self.needle.lock().unwrap() = Some(needle.to_vec());
+    }
+
+    pub fn heal(&self) {
+        *self.needle.lock().unwrap() = None;
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` until either closes, or for ever silent once the
+/// connection has met a stall.
+async fn pump(
+    mut from: Reader,
+    mut to: Writer,
+    needle: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let met = needle
+            .lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|needle| buf[..n].windows(needle.len()).any(|w| w == needle));
+        if met {
+            frozen.store(true, SeqCst);
+        }
+        if frozen.load(SeqCst) {
+            // Held open, never answered: the peer learns nothing.
+            let _held = (from, to);
+            return std::future::pending().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }

@@ -12,7 +12,8 @@ use sqlx::Connection;
 use uuid::Uuid;
 
 use crate::helpers::{
-    access_token, skipped_unless, spawn_app, spawn_app_with, titles, Sql, TestApp, TestUser,
+    access_token, skipped_unless, spawn_app, spawn_app_with, test_backend, titles, Sql, TestApp,
+    TestUser,
 };
 
 /// Tokens carry `iss`, which defaults to the server's own address; a restarted
@@ -54,18 +55,20 @@ async fn a_restart_on_the_same_data_directory_keeps_every_row_and_the_signing_ke
     let key_token = app.exchange(&key).await;
     app.create_todo(&key_token, "before restart 1").await;
     app.create_todo(&key_token, "before restart 2").await;
-    let keyring_file = app.config.data_dir.join(latchkey::keyring::KEYRING_FILE);
-    let keyring = std::fs::read(&keyring_file).expect("a generated keyring");
+    let keyring = app.stored_keyring().await.expect("a generated keyring");
     let me_before: Value = app.get(&login_token, "/me").await.json().await.unwrap();
 
     // Act
     let app = app.restart().await;
 
     // Assert: the same keys, still owner-only.
-    assert_eq!(std::fs::read(&keyring_file).unwrap(), keyring);
+    assert_eq!(app.stored_keyring().await.unwrap(), keyring);
     #[cfg(unix)]
     {
-        assert_eq!(mode(&keyring_file), 0o600, "the signing keyring's mode");
+        if test_backend() == Backend::Sqlite {
+            let keyring_file = app.config.data_dir.join(latchkey::keyring::KEYRING_FILE);
+            assert_eq!(mode(&keyring_file), 0o600, "the signing keyring's mode");
+        }
         assert_eq!(
             mode(&app.config.data_dir),
             0o700,

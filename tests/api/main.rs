@@ -6,10 +6,12 @@
 mod admin;
 mod durability;
 mod errors;
+mod feed;
 mod health;
 mod helpers;
 mod insomnia;
 mod jwt;
+mod keyring;
 mod keys;
 mod lifecycle;
 mod migrate;

@@ -18,8 +18,9 @@ use sqlx::{sqlite::SqliteConnectOptions, Connection, SqliteConnection};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_oauth_error, on_sql, postgres_server, skipped_unless, spawn_app, spawn_sqlite_app_with,
-    PgDatabase, Sql, TestApp, TestDatabase, TestUser,
+    assert_oauth_error, kid_of, on_sql, postgres_server, skipped_unless, spawn_app,
+    spawn_app_on_database, spawn_sqlite_app_with, test_keyring_secret, PgDatabase, Sql, TestApp,
+    TestDatabase, TestUser,
 };
 
 /// One issuer before and after, so tokens issued on SQLite verify on
@@ -29,8 +30,9 @@ const ISSUER: &str = "http://latchkey.test";
 /// Put in the target's URL: no output may show it.
 const URL_PASSWORD: &str = "hunter2-in-the-url";
 
-/// Runs `latchkey migrate --to URL` on `data_dir` as an operator would.
-fn migrate(data_dir: &Path, to: &str, args: &[&str]) -> Output {
+/// Runs `latchkey migrate --to URL` on `data_dir` as an operator would,
+/// with nothing else set.
+fn latchkey_migrate(data_dir: &Path, to: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["migrate", "--to", to, "--data-dir"])
         .arg(data_dir)
@@ -38,6 +40,14 @@ fn migrate(data_dir: &Path, to: &str, args: &[&str]) -> Output {
         .env_clear()
         .output()
         .expect("the latchkey binary runs")
+}
+
+/// `latchkey migrate` with the keyring secret the run's apps on PostgreSQL
+/// are given, so that they can open the keyring it copies.
+fn migrate(data_dir: &Path, to: &str, args: &[&str]) -> Output {
+    let mut with_secret = vec!["--keyring-secret", test_keyring_secret()];
+    with_secret.extend_from_slice(args);
+    latchkey_migrate(data_dir, to, &with_secret)
 }
 
 /// Standard output and standard error, asserting that neither shows the
@@ -265,31 +275,40 @@ async fn a_data_directory_moved_to_postgresql_keeps_every_key_login_todo_and_rev
         stdout.contains(&format!("(database {})", target.name)),
         "{stdout}"
     );
+    assert!(stdout.contains("copied 1 signing key from "), "{stdout}");
     let target_db = TestDatabase::Postgres(Arc::clone(&target));
     let on_target = Sql::open(&target_db).await;
     assert_eq!(tables(&on_target).await, copied);
 
-    // Assert: a server on PostgreSQL, with the same data directory's
-    // keyring, shows what the SQLite one showed, to the tokens it issued.
-    let app = app.restart_on(target_db).await;
-    assert_eq!(app.server_db.backend(), Backend::Postgres);
-    assert_eq!(read(&app, &ada_login, "/keys").await, ada_keys);
-    assert_eq!(read(&app, &ada_login, "/todos?limit=100").await, ada_todos);
-    assert_eq!(read(&app, &bob_login, "/todos?limit=100").await, bob_todos);
+    // Assert: a server on PostgreSQL, with a data directory of its own (the
+    // keyring is the database's now), shows what the SQLite one showed, to
+    // the tokens it issued, and signs with the same key.
+    let moved = spawn_app_on_database(&target_db, |c| c.issuer = Some(ISSUER.into())).await;
+    assert_eq!(moved.server_db.backend(), Backend::Postgres);
+    assert!(moved.stored_keyring().await.is_some());
+    assert_eq!(read(&moved, &ada_login, "/keys").await, ada_keys);
     assert_eq!(
-        read(&app, &admin.token, "/admin/users?limit=100").await,
+        read(&moved, &ada_login, "/todos?limit=100").await,
+        ada_todos
+    );
+    assert_eq!(
+        read(&moved, &bob_login, "/todos?limit=100").await,
+        bob_todos
+    );
+    assert_eq!(
+        read(&moved, &admin.token, "/admin/users?limit=100").await,
         users
     );
-    let me = app.get(&ada_signed_out, "/me").await;
+    let me = moved.get(&ada_signed_out, "/me").await;
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "the sign-out holds");
 
     // Assert: every active key exchanges and the old passwords log in; the
     // revoked key and the disabled account do neither.
     for key in [&ci, &deploy, &laptop] {
-        app.exchange(key).await;
+        moved.exchange(key).await;
     }
     let body = assert_oauth_error(
-        app.exchange_response(&old.id, &old.key).await,
+        moved.exchange_response(&old.id, &old.key).await,
         StatusCode::UNAUTHORIZED,
         "invalid_client",
     )
@@ -299,33 +318,33 @@ async fn a_data_directory_moved_to_postgresql_keeps_every_key_login_todo_and_rev
         .unwrap()
         .contains("revoked"));
     assert_oauth_error(
-        app.exchange_response(&carol_key.id, &carol_key.key).await,
+        moved.exchange_response(&carol_key.id, &carol_key.key).await,
         StatusCode::UNAUTHORIZED,
         "invalid_client",
     )
     .await;
-    ada.login(&app).await;
-    bob.login(&app).await;
-    app.login(&admin.email).await;
+    assert_eq!(kid_of(&ada.login(&moved).await), kid_of(&ada_login));
+    bob.login(&moved).await;
+    moved.login(&admin.email).await;
     assert_oauth_error(
-        app.login_response(&carol.email, &carol.password).await,
+        moved.login_response(&carol.email, &carol.password).await,
         StatusCode::BAD_REQUEST,
         "invalid_grant",
     )
     .await;
 
     // Assert: the feed numbers new changes after the copied ones.
-    let revoked = app
+    let revoked = moved
         .delete(&ada_login, &format!("/keys/{}", deploy.id))
         .await;
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
     assert_oauth_error(
-        app.exchange_response(&deploy.id, &deploy.key).await,
+        moved.exchange_response(&deploy.id, &deploy.key).await,
         StatusCode::UNAUTHORIZED,
         "invalid_client",
     )
     .await;
-    let (highest,): (i64,) = on_sql!(app.sql, |pool| sqlx::query_as(
+    let (highest,): (i64,) = on_sql!(moved.sql, |pool| sqlx::query_as(
         "SELECT max(seq) FROM access_changes"
     )
     .fetch_one(pool)
@@ -339,8 +358,10 @@ async fn a_data_directory_moved_to_postgresql_keeps_every_key_login_todo_and_rev
     // Assert
     let stderr = failed(&again);
     assert!(
-        stderr
-            .contains("the PostgreSQL database is not empty (accounts: 4, API keys: 5, todos: 4)"),
+        stderr.contains(
+            "the PostgreSQL database is not empty (accounts: 4, API keys: 5, todos: 4, \
+             signing keyring: present)"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("wrote nothing"), "{stderr}");
@@ -366,6 +387,15 @@ async fn migrate_refuses_a_target_that_is_not_postgresql_and_a_source_that_is_no
     let no_scheme = migrate(data, "db.example.com/latchkey", &[]);
     let postgres_source = migrate(data, postgres, &["--database-url", postgres]);
     let no_source = migrate(&nowhere, postgres, &[]);
+    let no_secret = latchkey_migrate(data, postgres, &[]);
+    let short_secret = latchkey_migrate(data, postgres, &["--keyring-secret", "aHVudGVyMg=="]);
+    // A configured signing key needs no keyring: this one goes as far as
+    // connecting.
+    let configured_key = latchkey_migrate(
+        data,
+        postgres,
+        &["--jwt-secret", "a configured secret of more than 32 bytes"],
+    );
 
     // Assert
     let must_be = "must be a PostgreSQL URL (postgres://USER@HOST/DATABASE or postgresql://…)";
@@ -395,40 +425,78 @@ async fn migrate_refuses_a_target_that_is_not_postgresql_and_a_source_that_is_no
         "{stderr}"
     );
     assert!(!nowhere.exists(), "a missing data directory is not created");
+    let stderr = failed(&no_secret);
+    assert!(
+        stderr.contains(
+            "latchkey migrate copies the data directory's signing keyring into the PostgreSQL \
+             database, encrypted with --keyring-secret (LATCHKEY_KEYRING_SECRET), and none is given"
+        ),
+        "{stderr}"
+    );
+    let stderr = failed(&short_secret);
+    assert!(
+        stderr.contains("--keyring-secret (LATCHKEY_KEYRING_SECRET) must be 32 bytes"),
+        "{stderr}"
+    );
+    let stderr = failed(&configured_key);
+    assert!(
+        stderr.contains("could not connect to PostgreSQL at 127.0.0.1:1 (database latchkey)"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
-async fn migrate_refuses_a_postgresql_database_that_holds_an_account_and_writes_nothing() {
+async fn migrate_refuses_a_postgresql_database_that_holds_an_account_or_a_keyring_and_writes_nothing(
+) {
     if skipped_unless(Backend::Postgres, "the copy's target is PostgreSQL") {
         return;
     }
-    // Arrange: a server on PostgreSQL with one account; an SQLite data
-    // directory with another.
-    let target = spawn_app().await;
-    let existing = TestUser::generate().register(&target).await;
+    // Arrange: servers on PostgreSQL, one with an account, one that has only
+    // started (and so made a keyring); an SQLite data directory with another
+    // account.
+    let with_account = spawn_app().await;
+    let existing = TestUser::generate().register(&with_account).await;
+    let started = spawn_app().await;
+    let keyring = started.stored_keyring().await;
     let mut source = spawn_sqlite_app_with(|_| {}).await;
     TestUser::generate().register(&source).await;
     source.stop().await;
 
     // Act
-    let out = migrate(
+    let into_account = migrate(
         &source.config.data_dir,
-        &with_password(&target.database.url()),
+        &with_password(&with_account.database.url()),
+        &[],
+    );
+    let into_keyring = migrate(
+        &source.config.data_dir,
+        &with_password(&started.database.url()),
         &[],
     );
 
     // Assert
-    let stderr = failed(&out);
+    let stderr = failed(&into_account);
     assert!(
         stderr.contains(
-            "the PostgreSQL database is not empty (accounts: 1, API keys: 0, todos: 0): \
-             latchkey migrate copies only into an empty database, and wrote nothing"
+            "the PostgreSQL database is not empty (accounts: 1, API keys: 0, todos: 0, \
+             signing keyring: present): latchkey migrate copies only into an empty database, \
+             and wrote nothing"
         ),
         "{stderr}"
     );
-    let users = tables(&target.sql).await.users;
+    let users = tables(&with_account.sql).await.users;
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].0, existing.id);
+    let stderr = failed(&into_keyring);
+    assert!(
+        stderr.contains(
+            "the PostgreSQL database is not empty (accounts: 0, API keys: 0, todos: 0, \
+             signing keyring: present)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(tables(&started.sql).await.counts(), [0, 0, 0, 0]);
+    assert_eq!(started.stored_keyring().await, keyring);
 }
 
 /// Puts more keys, todos and feed entries than one page of the copy into
@@ -519,7 +587,22 @@ async fn a_copy_that_fails_part_way_leaves_the_target_empty_and_one_that_succeed
     assert!(stderr.contains("copying the todos"), "{stderr}");
     assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0]);
 
-    // Act: the other directory into the same database.
+    assert!(!holds_a_keyring(&on_target).await);
+
+    // Act: the other directory, whose keyring file is damaged.
+    let keyring_file = app.config.data_dir.join(latchkey::keyring::KEYRING_FILE);
+    let keyring = std::fs::read(&keyring_file).unwrap();
+    std::fs::write(&keyring_file, &keyring[..keyring.len() / 2]).unwrap();
+    let out = migrate(&app.config.data_dir, &with_password(&target.url()), &[]);
+
+    // Assert: the rows went in before the keyring failed, and went with it.
+    let stderr = failed(&out);
+    assert!(stderr.contains("copying the signing keyring"), "{stderr}");
+    assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0]);
+    assert!(!holds_a_keyring(&on_target).await);
+
+    // Act: the keyring mended, the same copy again.
+    std::fs::write(&keyring_file, &keyring).unwrap();
     let out = migrate(&app.config.data_dir, &with_password(&target.url()), &[]);
 
     // Assert
@@ -534,6 +617,17 @@ async fn a_copy_that_fails_part_way_leaves_the_target_empty_and_one_that_succeed
     let copied = tables(&source).await;
     assert_eq!(copied.counts(), [1, 1500, 2500, 1100]);
     assert_eq!(tables(&on_target).await, copied);
+    assert!(holds_a_keyring(&on_target).await);
     source.close().await;
     on_target.close().await;
+}
+
+async fn holds_a_keyring(sql: &Sql) -> bool {
+    let (held,): (bool,) = on_sql!(sql, |pool| sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM signing_keyring WHERE sealed IS NOT NULL)"
+    )
+    .fetch_one(pool)
+    .await)
+    .unwrap();
+    held
 }

@@ -420,28 +420,93 @@ async fn a_restart_forgets_no_revocation() {
 
 // ---- another instance on the same database ----
 
-#[tokio::test]
-async fn another_instance_on_the_same_database_refuses_what_one_revoked() {
-    // Arrange
-    let one = spawn_shared().await;
-    let two = one.another_instance().await;
-    let ada = holder(&one).await;
-    let bob = holder(&one).await;
-    let carol = holder(&one).await;
-    assert_eq!(me(&two, &ada.from_key).await.status(), StatusCode::OK);
+/// Two more instances on `one`'s database, as a load balancer would spread
+/// clients over them.
+async fn others(one: &TestApp) -> [TestApp; 2] {
+    [one.another_instance().await, one.another_instance().await]
+}
 
-    // Act and assert: each kind of revocation, made on one, reaches two.
-    one.delete(&ada.login, &format!("/keys/{}", ada.key.id))
+/// Polls each of `apps` until it refuses `token`.
+async fn refused_by_all(apps: &[TestApp], token: &str) {
+    for app in apps {
+        refused_within(app, token).await;
+    }
+}
+
+#[tokio::test]
+async fn every_kind_of_revocation_made_at_one_instance_is_refused_at_the_others() {
+    // Arrange: three instances, and tokens that each verify at all of them.
+    let one = spawn_shared().await;
+    let others = others(&one).await;
+    let root = one.admin().await.token;
+    let owner = holder(&one).await;
+    let admin = holder(&one).await;
+    let disable = holder(&one).await;
+    let demote = holder(&one).await;
+    let sign_out = holder(&one).await;
+    let jti = holder(&one).await;
+    let key = holder(&one).await;
+    for h in [&owner, &admin, &disable, &demote, &sign_out, &jti, &key] {
+        for app in &others {
+            assert_eq!(me(app, &h.from_key).await.status(), StatusCode::OK);
+            assert_eq!(me(app, &h.login).await.status(), StatusCode::OK);
+        }
+    }
+    let promoted = one
+        .patch(
+            &root,
+            &format!("/admin/users/{}", demote.user.id),
+            json!({ "role": "admin" }),
+        )
         .await;
-    refused_within(&two, &ada.from_key).await;
-    one.request(Method::POST, "/me/sign-out", Some(&bob.from_key))
+    assert_eq!(promoted.status(), StatusCode::OK);
+    let as_admin = demote.user.login(&one).await;
+
+    // Act and assert: each kind of revocation, made at one, reaches both.
+    let resp = one
+        .delete(&owner.login, &format!("/keys/{}", owner.key.id))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    refused_by_all(&others, &owner.from_key).await;
+
+    let resp = one
+        .delete(&root, &format!("/admin/keys/{}", admin.key.id))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    refused_by_all(&others, &admin.from_key).await;
+
+    let path = format!("/admin/users/{}", disable.user.id);
+    let resp = one.patch(&root, &path, json!({ "disabled": true })).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    refused_by_all(&others, &disable.login).await;
+    refused_by_all(&others, &disable.from_key).await;
+
+    let path = format!("/admin/users/{}", demote.user.id);
+    let resp = one.patch(&root, &path, json!({ "role": "user" })).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    refused_by_all(&others, &as_admin).await;
+
+    let resp = one
+        .request(Method::POST, "/me/sign-out", Some(&sign_out.from_key))
         .send()
         .await
         .unwrap();
-    refused_within(&two, &bob.login).await;
-    assert_revocation_answered(revoke(&one, &[("token", &carol.login)]).await).await;
-    refused_within(&two, &carol.login).await;
-    assert_eq!(me(&two, &carol.from_key).await.status(), StatusCode::OK);
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    refused_by_all(&others, &sign_out.login).await;
+    refused_by_all(&others, &sign_out.from_key).await;
+
+    assert_revocation_answered(revoke(&one, &[("token", &jti.login)]).await).await;
+    refused_by_all(&others, &jti.login).await;
+
+    assert_revocation_answered(revoke(&one, &[("token", &key.key.key)]).await).await;
+    refused_by_all(&others, &key.from_key).await;
+
+    // What was not revoked still verifies everywhere.
+    for app in &others {
+        assert_eq!(me(app, &jti.from_key).await.status(), StatusCode::OK);
+        assert_eq!(me(app, &key.login).await.status(), StatusCode::OK);
+        assert_eq!(me(app, &root).await.status(), StatusCode::OK);
+    }
 }
 
 // ---- --revocation-max-lag ----

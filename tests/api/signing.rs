@@ -9,7 +9,7 @@ use std::{
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use latchkey::{
-    config::JwtAlg,
+    config::{Config, JwtAlg},
     domain::signing::{SigningAlg, SigningKey},
 };
 use reqwest::StatusCode;
@@ -36,23 +36,36 @@ fn kids(set: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Runs the real binary against the app's data directory, as an operator would.
-fn latchkey(app: &TestApp, args: &[&str]) -> Output {
-    let alg = SigningAlg::from(app.config.jwt_alg).as_str();
-    let ttl = format!("{}s", app.config.token_ttl.as_secs());
+/// Runs the real binary against the app's keyring (its data directory's, or
+/// on PostgreSQL its database's), as an operator would, with the secrets in
+/// the environment rather than on the command line.
+pub fn latchkey(app: &TestApp, args: &[&str]) -> Output {
+    latchkey_with(&app.config, args)
+}
+
+/// Runs the real binary with the settings of `config` that name a keyring.
+pub fn latchkey_with(config: &Config, args: &[&str]) -> Output {
+    let alg = SigningAlg::from(config.jwt_alg).as_str();
+    let ttl = format!("{}s", config.token_ttl.as_secs());
     let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
     command
         .args(args)
         .args(["--jwt-alg", alg, "--token-ttl", &ttl, "--data-dir"])
-        .arg(&app.config.data_dir)
+        .arg(&config.data_dir)
         .env_clear();
-    if let Some(file) = &app.config.jwt_key_file {
+    if let Some(file) = &config.jwt_key_file {
         command.arg("--jwt-key-file").arg(file);
+    }
+    if let Some(url) = &config.database_url {
+        command.env("LATCHKEY_DATABASE_URL", url);
+    }
+    if let Some(secret) = &config.keyring_secret {
+        command.env("LATCHKEY_KEYRING_SECRET", secret);
     }
     command.output().expect("the latchkey binary runs")
 }
 
-fn rotate(app: &TestApp) -> String {
+pub fn rotate(app: &TestApp) -> String {
     let out = latchkey(app, &["signing-key", "rotate"]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -65,7 +78,7 @@ fn rotate(app: &TestApp) -> String {
 
 /// Polls `/me` with a fresh token until it is signed by a key other than
 /// `old_kid`: the server has picked up the rotation.
-async fn wait_for_new_signing_key(app: &TestApp, old_kid: &str) -> String {
+pub async fn wait_for_new_signing_key(app: &TestApp, old_kid: &str) -> String {
     let start = Instant::now();
     loop {
         let token = app.user_token().await;

@@ -12,7 +12,7 @@ use latchkey::domain::signing::{SigningAlg, SigningKey};
 
 /// Starts `latchkey serve` with `args` and expects it to give up; a server
 /// that starts is killed and fails the test.
-fn refused(data_dir: &Path, args: &[&str]) -> String {
+pub fn refused(data_dir: &Path, args: &[&str]) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)

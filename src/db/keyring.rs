@@ -1,0 +1,60 @@
+//! The `signing_keyring` table, on PostgreSQL only: one row holding the
+//! sealed keyring every instance on the database shares (SQLite's keyring is
+//! a file in the data directory). Here the keyring is opaque bytes, read
+//! whole and replaced whole under the row's lock; what they hold is the
+//! keyring module's business.
+
+use sqlx::PgPool;
+
+use super::{Db, Pools};
+
+/// The sealed keyring, or `None` while no instance has written one.
+pub async fn read(db: &Db) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    let row: Option<(Option<Vec<u8>>,)> =
+        sqlx::query_as("SELECT sealed FROM signing_keyring WHERE id")
+            .fetch_optional(postgres(db)?)
+            .await?;
+    Ok(row.and_then(|(sealed,)| sealed))
+}
+
+/// Replaces the sealed keyring with what `change` makes of the stored one
+/// (`None`: none yet), holding the row's lock from the read to the commit: a
+/// writer that comes second waits, then changes what the first wrote. If
+/// `change` fails, nothing is written.
+pub async fn update<T, E>(
+    db: &Db,
+    change: impl FnOnce(Option<&[u8]>) -> Result<(Vec<u8>, T), E>,
+) -> Result<T, E>
+where
+    E: From<sqlx::Error>,
+{
+    let mut tx = postgres(db)?.begin().await?;
+    // The migration made the row; this puts it back should someone have
+    // deleted it, so that there is always a row to lock.
+    sqlx::query("INSERT INTO signing_keyring (id) VALUES (TRUE) ON CONFLICT (id) DO NOTHING")
+        .execute(&mut *tx)
+        .await?;
+    let (stored,): (Option<Vec<u8>>,) =
+        sqlx::query_as("SELECT sealed FROM signing_keyring WHERE id FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+    let (sealed, outcome) = change(stored.as_deref())?;
+    sqlx::query("UPDATE signing_keyring SET sealed = $1, updated_at = $2 WHERE id")
+        .bind(sealed)
+        .bind(super::now())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+fn postgres(db: &Db) -> Result<&PgPool, sqlx::Error> {
+    match &db.pools {
+        Pools::Postgres(pool) => Ok(pool),
+        Pools::Sqlite(_) => Err(sqlx::Error::Configuration(
+            "only a PostgreSQL database keeps the signing keyring: with SQLite it is the data \
+             directory's signing-keys.json"
+                .into(),
+        )),
+    }
+}

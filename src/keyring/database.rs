@@ -1,0 +1,98 @@
+//! The keyring of a PostgreSQL database, shared by every instance on it:
+//! the same JSON as the file, sealed with the keyring secret before it is
+//! stored and opened after it is read, so the database never holds a private
+//! key or an HS256 secret in plaintext.
+
+use std::{future::Future, time::Duration};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use super::{
+    file::parse,
+    policy::StoredKeyring,
+    seal::{self, KeyringSecret},
+};
+use crate::db::{self, Db};
+
+/// How long one read or write of the keyring may take, waiting for a
+/// connection included: a connection that stalls (a network that drops
+/// packets without closing anything) must not hold the watcher, or a start,
+/// for ever.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) struct DatabaseStore {
+    db: Db,
+    secret: KeyringSecret,
+}
+
+impl DatabaseStore {
+    pub(super) fn new(db: Db, secret: KeyringSecret) -> DatabaseStore {
+        DatabaseStore { db, secret }
+    }
+
+    /// The sealed keyring as stored, or `None` if there is none yet.
+    pub(super) async fn bytes(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        bounded("reading", db::keyring::read(&self.db)).await
+    }
+
+    pub(super) fn decode(&self, sealed: &[u8]) -> anyhow::Result<StoredKeyring> {
+        let json = seal::open(&self.secret, sealed)?;
+        parse(&json).context("reading the signing keyring in the database")
+    }
+
+    fn encode(&self, stored: &StoredKeyring) -> anyhow::Result<Vec<u8>> {
+        let json = serde_json::to_vec(stored).expect("the keyring serialises");
+        seal::seal(&self.secret, &json)
+    }
+
+    /// Read, change, write back, all under the keyring row's lock, so two
+    /// writers (instances starting together, a rotation) cannot lose each
+    /// other's key.
+    pub(super) async fn update(
+        &self,
+        change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.replace(|stored| {
+            let mut stored = match stored {
+                Some(sealed) => self.decode(sealed)?,
+                None => StoredKeyring::default(),
+            };
+            change(&mut stored, Utc::now())?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    /// Writes what `make` returns from the keyring as stored (`None`: none
+    /// yet), under the row's lock; nothing if it fails.
+    pub(super) async fn replace(
+        &self,
+        make: impl FnOnce(Option<&[u8]>) -> anyhow::Result<StoredKeyring>,
+    ) -> anyhow::Result<()> {
+        bounded(
+            "changing",
+            db::keyring::update(&self.db, |stored| {
+                let new = make(stored)?;
+                Ok::<_, anyhow::Error>((self.encode(&new)?, ()))
+            }),
+        )
+        .await
+    }
+}
+
+/// `work` on the keyring's row, given at most [`TIMEOUT`].
+async fn bounded<T, E>(doing: &str, work: impl Future<Output = Result<T, E>>) -> anyhow::Result<T>
+where
+    anyhow::Error: From<E>,
+{
+    match tokio::time::timeout(TIMEOUT, work).await {
+        Ok(done) => done
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{doing} the signing keyring in the database")),
+        Err(_) => anyhow::bail!(
+            "{doing} the signing keyring in the database took more than {} s",
+            TIMEOUT.as_secs()
+        ),
+    }
+}
