@@ -72,7 +72,8 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(&'static str),
     /// 503 with `Retry-After`, logged with its cause: the database cannot
-    /// take the request now (a full disk, an I/O error); nothing was stored.
+    /// take the request now (a full disk, an I/O error); nothing was stored,
+    /// unless it stopped answering in the middle (`db::outcome_unknown`).
     #[error("the database cannot take the request now")]
     Storage(#[source] sqlx::Error),
     /// 500, logged with its cause; the client learns nothing of it.

@@ -21,12 +21,23 @@
 
 /// Runs `$body` with `$pool` bound to the pool `$on` names, whichever backend
 /// it is on: the code and its SQL are written once and compiled once per
-/// backend, so the row types and binds must suit both.
+/// backend, so the row types and binds must suit both. The body is one
+/// operation: `?` and `return` in it leave the body, not the function.
+///
+/// On PostgreSQL the operation is bounded in time (`postgres::bounded`): a
+/// server across a network can stop answering without closing anything. An
+/// SQLite file cannot go silent that way, and what may make an operation
+/// wait there is bounded already: a lock held by another process by the
+/// busy timeout, the queue for the one writer by the pool's acquire timeout.
+/// A deadline would only turn a busy moment into errors, and would not stop
+/// a write that SQLite's worker thread has begun.
 macro_rules! on_backend {
     ($on:expr, |$pool:ident| $body:expr) => {
         match $on {
-            $crate::db::Pool::Sqlite($pool) => $body,
-            $crate::db::Pool::Postgres($pool) => $body,
+            $crate::db::Pool::Sqlite($pool) => async { $body }.await,
+            $crate::db::Pool::Postgres($pool) => {
+                $crate::db::postgres::bounded(async { $body }).await
+            }
         }
     };
 }
@@ -254,6 +265,13 @@ impl From<sqlx::Error> for crate::error::Error {
     }
 }
 
+/// Whether the database stopped answering in the middle of an operation, so
+/// that what the operation was to change may or may not have been changed.
+/// Such an error is unavailability too.
+pub fn outcome_unknown(err: &sqlx::Error) -> bool {
+    postgres::is_unanswered(err)
+}
+
 /// Whether an error means the database cannot take the request now, as
 /// opposed to a bug or a constraint: the request may succeed later, unchanged.
 fn is_unavailable(err: &sqlx::Error) -> bool {
@@ -277,6 +295,16 @@ fn is_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed => true,
         _ => false,
     }
+}
+
+/// The migrations of one backend, as this version applies them. A database
+/// that a newer version has migrated further is accepted: while instances of
+/// one version and the next share a database in a rolling upgrade, the older
+/// ones must still (re)start, and a release's migrations only add what the
+/// version before it can ignore.
+fn migrator(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
 }
 
 /// The current time as stored: UTC, to the millisecond, so what a client reads

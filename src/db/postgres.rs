@@ -1,7 +1,7 @@
-//! The PostgreSQL backend: how the pool is opened, and what the server's
-//! errors mean.
+//! The PostgreSQL backend: how the pool is opened, how long an operation may
+//! take, and what the server's errors mean.
 
-use std::{str::FromStr, time::Duration};
+use std::{future::Future, str::FromStr, time::Duration};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -10,9 +10,22 @@ use sqlx::{
 
 use super::DbError;
 
-/// How long a statement waits for a connection, connecting included: an
-/// unreachable server is answered with a 503 in this time, not a hang.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an operation may take in all: waiting for a connection, then its
+/// statements (a transaction's together), until the last answer. sqlx has no
+/// socket or statement timeout, and a connection whose packets are dropped
+/// (a partition, a firewall that forgot the flow) fails only when the
+/// kernel stops retransmitting, some fifteen minutes later; without a bound,
+/// a request would wait that long. This one lets a client have its `503`
+/// within a few seconds, while the statements here, one-row reads and
+/// writes by index and small transactions, take milliseconds even on a busy
+/// machine: 3 s cuts only a server that does not answer.
+pub(super) const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long an operation waits for a connection, connecting (or checking an
+/// idle one) included. Shorter than [`OPERATION_TIMEOUT`], so that an
+/// operation that never had a connection fails as such, saying nothing was
+/// sent, before the deadline of an operation that may have been carried out.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One pool serves reads and writes: PostgreSQL orders concurrent writers
 /// itself, so there is no single-writer queue as with SQLite. Opening it
@@ -28,7 +41,9 @@ pub(super) async fn open(url: &str, connections: u32) -> Result<PgPool, DbError>
         .map_err(|e| DbError::Connect(target, e))?;
     // sqlx takes an advisory lock around the migrations, so instances that
     // start together apply each migration once.
-    sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+    super::migrator(sqlx::migrate!("./migrations/postgres"))
+        .run(&pool)
+        .await?;
     Ok(pool)
 }
 
@@ -38,6 +53,39 @@ pub(super) fn describe_url(url: &str) -> String {
         Ok(options) => describe(&options),
         Err(_) => "a PostgreSQL database (the URL does not parse)".into(),
     }
+}
+
+/// Runs one operation within [`OPERATION_TIMEOUT`]. One cut short fails as
+/// unavailability (a `503`); whether the server carried out what it had
+/// been sent is unknown. Its connection goes back to the pool, which sees
+/// whether it still answers before handing it out again.
+pub(super) async fn bounded<T, E>(operation: impl Future<Output = Result<T, E>>) -> Result<T, E>
+where
+    E: From<sqlx::Error>,
+{
+    match tokio::time::timeout(OPERATION_TIMEOUT, operation).await {
+        Ok(done) => done,
+        Err(_) => Err(unanswered().into()),
+    }
+}
+
+/// The error of an operation the server did not answer in time: an I/O
+/// timeout, which is unavailability, carrying [`Unanswered`].
+fn unanswered() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        Unanswered,
+    ))
+}
+
+/// What an operation cut short by [`bounded`] fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("PostgreSQL did not answer within {OPERATION_TIMEOUT:?}")]
+pub(super) struct Unanswered;
+
+/// Whether `err` is an operation cut short by [`bounded`].
+pub(super) fn is_unanswered(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<Unanswered>()))
 }
 
 /// Where a pool connects, for messages: never the password.
@@ -100,6 +148,30 @@ mod tests {
         ] {
             assert!(!is_unavailable(code), "{code}");
         }
+    }
+
+    #[test]
+    fn an_operation_cut_short_is_unavailability_of_unknown_outcome() {
+        let cut_short = unanswered();
+        let never_connected = sqlx::Error::PoolTimedOut;
+
+        assert!(is_unanswered(&cut_short));
+        assert!(!is_unanswered(&never_connected));
+        assert!(cut_short.to_string().contains("did not answer within 3s"));
+        assert!(matches!(
+            crate::error::Error::from(cut_short),
+            crate::error::Error::Storage(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_does_not_finish_in_time_is_cut_short() {
+        let started = std::time::Instant::now();
+
+        let outcome: Result<(), sqlx::Error> = bounded(std::future::pending()).await;
+
+        assert!(is_unanswered(&outcome.unwrap_err()));
+        assert!(started.elapsed() >= OPERATION_TIMEOUT);
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub(super) async fn open(options: SqliteConnectOptions, readers: u32) -> Result<
         .max_connections(1)
         .connect_with(options.clone())
         .await?;
-    sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+    super::migrator(sqlx::migrate!("./migrations/sqlite"))
+        .run(&writer)
+        .await?;
     let reader = SqlitePoolOptions::new()
         .max_connections(readers.max(1))
         .connect_with(options.read_only(true))

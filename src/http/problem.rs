@@ -12,6 +12,7 @@ use poem::{
 use poem_openapi::{types::ToJSON, Object};
 
 use crate::{
+    db,
     domain::tokens::TokenError,
     error::{self, Error},
 };
@@ -148,11 +149,17 @@ impl ResponseError for Error {
                 status,
                 "The request body is larger than this server accepts.",
             ),
-            Error::Storage(_) => with_header(
+            Error::Storage(e) => with_header(
                 problem(
                     status,
-                    "The database cannot store or read anything right now; nothing was changed. \
-                     The error has been logged; try again later.",
+                    if db::outcome_unknown(e) {
+                        "The database stopped answering while handling this request. If the \
+                         request changes something, the change may or may not have been made: \
+                         look before repeating it. The error has been logged; try again later."
+                    } else {
+                        "The database cannot store or read anything right now; nothing was \
+                         changed. The error has been logged; try again later."
+                    },
                 ),
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECS),

@@ -9,7 +9,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::{
-    file::parse,
+    file::{parse, FileStore},
     policy::StoredKeyring,
     seal::{self, KeyringSecret},
 };
@@ -24,11 +24,29 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) struct DatabaseStore {
     db: Db,
     secret: KeyringSecret,
+    /// The keyring file a server kept before its database held the keyring,
+    /// which becomes the database's first keyring.
+    seed: Option<FileStore>,
 }
 
 impl DatabaseStore {
     pub(super) fn new(db: Db, secret: KeyringSecret) -> DatabaseStore {
-        DatabaseStore { db, secret }
+        DatabaseStore {
+            db,
+            secret,
+            seed: None,
+        }
+    }
+
+    /// A store whose first keyring, when the database has none yet, is the
+    /// one `file` holds: instances that signed with that file before the
+    /// keyring moved into the database keep their tokens valid, and so can
+    /// be upgraded one at a time.
+    pub(super) fn seeded_from(self, file: FileStore) -> DatabaseStore {
+        DatabaseStore {
+            seed: Some(file),
+            ..self
+        }
     }
 
     /// The sealed keyring as stored, or `None` if there is none yet.
@@ -54,9 +72,16 @@ impl DatabaseStore {
         change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         self.replace(|stored| {
-            let mut stored = match stored {
-                Some(sealed) => self.decode(sealed)?,
-                None => StoredKeyring::default(),
+            let mut stored = match (stored, &self.seed) {
+                (Some(sealed), _) => self.decode(sealed)?,
+                (None, Some(file)) => match file.read()? {
+                    Some(seed) => {
+                        tracing::info!(path = %file.path().display(), "the database's signing keyring starts from this data directory's");
+                        seed
+                    }
+                    None => StoredKeyring::default(),
+                },
+                (None, None) => StoredKeyring::default(),
             };
             change(&mut stored, Utc::now())?;
             Ok(stored)

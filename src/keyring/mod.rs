@@ -136,15 +136,9 @@ impl Keyring {
                          configure a key with --jwt-secret or --jwt-key-file"
                     )
                 })?;
-                let file = config.data_dir.join(KEYRING_FILE);
-                if file.exists() {
-                    tracing::warn!(
-                        path = %file.display(),
-                        "this keyring file is not used: on PostgreSQL the keyring is the \
-                         database's, which every instance on it shares"
-                    );
-                }
-                Ok(Keyring::in_database(config, db.clone(), secret))
+                let store = database::DatabaseStore::new(db.clone(), secret)
+                    .seeded_from(file::FileStore::new(&config.data_dir));
+                Ok(Keyring::with_store(config, Store::Database(store)))
             }
         }
     }

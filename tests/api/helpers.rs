@@ -355,8 +355,16 @@ impl TestApp {
     /// A second server on this one's database and data directory (so its
     /// keyring too), as another process on the same files would be.
     pub async fn another_instance(&self) -> TestApp {
+        self.another_instance_with(|_| {}).await
+    }
+
+    /// Like [`another_instance`](Self::another_instance), with its
+    /// configuration changed by `configure` (such as a `database_url` that
+    /// reaches the same database another way).
+    pub async fn another_instance_with(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = self.config.clone();
         config.bind = "127.0.0.1:0".parse().unwrap();
+        configure(&mut config);
         start(config, self.database.clone(), tempfile::tempdir().unwrap()).await
     }
 

@@ -763,3 +763,45 @@ async fn published(app: &TestApp) -> Vec<String> {
         .map(|k| k["kid"].as_str().unwrap().to_owned())
         .collect()
 }
+
+// ---- the upgrade from a keyring file ----
+
+#[tokio::test]
+async fn the_first_instance_on_a_database_without_a_keyring_brings_its_file_s_keys() {
+    if skipped_unless(Backend::Postgres, WHY) {
+        return;
+    }
+    // Arrange: data directories whose servers signed with a keyring file
+    // before the keyring moved into the database.
+    let before = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let mut kids = Vec::new();
+    for dir in [&before, &other] {
+        let config = Config::new(dir.path());
+        let keys = Keyring::in_file(&config).load_or_create().await.unwrap();
+        kids.push(keys.current.kid().to_owned());
+    }
+
+    // Act: an instance on each, one after the other, on one empty database.
+    let first = spawn_app_with(|c| {
+        behind_the_balancer(c);
+        c.data_dir = before.path().to_owned();
+    })
+    .await;
+    let second = spawn_app_on(&first, |c| {
+        behind_the_balancer(c);
+        c.data_dir = other.path().to_owned();
+    })
+    .await;
+
+    // Assert: both sign with the first file's key, which the database now
+    // holds; the second file changed nothing.
+    for app in [&first, &second] {
+        assert_eq!(kid_of(&app.user_token().await), kids[0]);
+    }
+    let listed = database_keyring(&first, JwtAlg::Hs256)
+        .list()
+        .await
+        .unwrap();
+    assert_eq!(current(&listed, SigningAlg::HS256), vec![kids[0].clone()]);
+}

@@ -283,3 +283,32 @@ async fn the_database_runs_in_wal_mode() {
     assert_eq!(writer.to_lowercase(), "wal");
     assert!(app.db_path().is_file(), "{}", app.db_path().display());
 }
+
+#[tokio::test]
+async fn a_database_a_newer_version_migrated_further_still_starts_this_one() {
+    // Arrange: a migration this version does not know, as the first instance
+    // of the next version applies it during a rolling upgrade.
+    let app = spawn_app_with(|c| c.issuer = Some("http://latchkey.test".into())).await;
+    let token = app.user_token().await;
+    app.create_todo(&token, "kept").await;
+    let checksum = match test_backend() {
+        Backend::Sqlite => "X'00'",
+        Backend::Postgres => r"'\x00'::bytea",
+    };
+    app.execute(
+        &format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (29991231000001, CAST($1 AS TEXT), TRUE, {checksum}, 0)"
+        ),
+        Uuid::now_v7(),
+    )
+    .await;
+
+    // Act
+    let again = app.restart().await;
+
+    // Assert
+    assert_eq!(again.get_public("/ready").await.status(), StatusCode::OK);
+    let page: Value = again.get(&token, "/todos").await.json().await.unwrap();
+    assert_eq!(titles(&page), ["kept"]);
+}

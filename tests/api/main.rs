@@ -4,6 +4,7 @@
 //! its own made there, and drives it over HTTP as a client would.
 
 mod admin;
+mod crash;
 mod durability;
 mod errors;
 mod feed;
@@ -16,7 +17,9 @@ mod keys;
 mod lifecycle;
 mod migrate;
 mod openapi;
+mod partition;
 mod postgres;
+mod proxy;
 mod readme;
 mod revalidation;
 mod revocation;

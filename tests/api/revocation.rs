@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
+use latchkey::db::Backend;
+
 use crate::helpers::{
-    assert_oauth_error, assert_problem, spawn_app, spawn_app_with, www_authenticate, TestApp,
-    TestKey, TestUser,
+    assert_oauth_error, assert_problem, spawn_app, spawn_app_on, spawn_app_with, test_backend,
+    www_authenticate, TestApp, TestKey, TestUser,
 };
 
 /// How long another instance may take to learn a change: it reloads twice a
@@ -421,9 +423,19 @@ async fn a_restart_forgets_no_revocation() {
 // ---- another instance on the same database ----
 
 /// Two more instances on `one`'s database, as a load balancer would spread
-/// clients over them.
+/// clients over them: on PostgreSQL each with a data directory of its own
+/// (the keyring is in the database); on SQLite they share `one`'s, file and
+/// keyring.
 async fn others(one: &TestApp) -> [TestApp; 2] {
-    [one.another_instance().await, one.another_instance().await]
+    if test_backend() == Backend::Postgres {
+        let issuer = || one.config.issuer.clone();
+        [
+            spawn_app_on(one, |c| c.issuer = issuer()).await,
+            spawn_app_on(one, |c| c.issuer = issuer()).await,
+        ]
+    } else {
+        [one.another_instance().await, one.another_instance().await]
+    }
 }
 
 /// Polls each of `apps` until it refuses `token`.
