@@ -1,5 +1,5 @@
 //! The command tree and its commands: serve, admin create, signing-key
-//! rotate|list, openapi.
+//! rotate|list, migrate, openapi.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -14,6 +14,7 @@ use crate::{
     error::Error,
     http,
     keyring::{self, Keyring, SigningKeyState},
+    migrate,
     service::accounts,
     App,
 };
@@ -42,6 +43,27 @@ pub enum Command {
     /// Manage the keys tokens are signed with.
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
+    /// Copy the SQLite database into an empty PostgreSQL database.
+    ///
+    /// Copies every account (with its password hash, role and disabled
+    /// state), API key (revoked and expired ones too), todo and revocation
+    /// from the SQLite database of --data-dir (or --database-url sqlite://…)
+    /// into the PostgreSQL database --to names, after bringing its schema up
+    /// to date, and the data directory's signing keyring into the database's,
+    /// encrypted with --keyring-secret (not needed when the server signs with
+    /// --jwt-secret or --jwt-key-file). Keys, passwords, ids and signing keys
+    /// stay as they are, so clients need no new key and tokens already issued
+    /// keep verifying. The target must hold no account, key, todo or keyring;
+    /// the copy is one transaction there, so a failed copy leaves it empty.
+    ///
+    /// Stop the server first: the copy is of the SQLite database as it was
+    /// when the command began, and anything written to it later is not
+    /// copied.
+    Migrate {
+        /// The PostgreSQL database to copy into: postgres://USER@HOST/DATABASE. The password may come from PGPASSWORD or ~/.pgpass instead, to keep it out of the process list.
+        #[arg(long, value_name = "POSTGRES_URL")]
+        to: DatabaseUrl,
+    },
     /// Print the OpenAPI document.
     Openapi {
         #[arg(long, value_enum, default_value = "json")]
@@ -74,6 +96,23 @@ pub enum SigningKeyCommand {
     List,
 }
 
+/// A database URL given on the command line, which may hold a password: its
+/// `Debug` shows none of it.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(<hidden>)")
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> DatabaseUrl {
+        DatabaseUrl(url)
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SpecFormat {
     Json,
@@ -85,6 +124,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(cli.config).await,
         Command::Admin(AdminCommand::Create { email }) => create_admin(&cli.config, &email).await,
         Command::SigningKey(command) => signing_key(&cli.config, command).await,
+        Command::Migrate { to } => migrate(&cli.config, &to).await,
         Command::Openapi { format, server_url } => {
             let spec = match format {
                 SpecFormat::Json => http::spec::json_at(&server_url),
@@ -123,6 +163,41 @@ async fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+async fn migrate(config: &Config, to: &DatabaseUrl) -> anyhow::Result<()> {
+    let migrated = migrate::to_postgres(config, &to.0).await?;
+    let copied = migrated.copied;
+    println!(
+        "copied {}, {}, {} and {} from {} into {}",
+        count(copied.users, "account", "accounts"),
+        count(copied.keys, "API key", "API keys"),
+        count(copied.todos, "todo", "todos"),
+        count(
+            copied.changes,
+            "revocation feed entry",
+            "revocation feed entries"
+        ),
+        migrated.from,
+        migrated.into
+    );
+    match migrated.signing_keys {
+        Some(keys) => println!(
+            "copied {} from {} into the database's keyring, encrypted with --keyring-secret: \
+             give every instance on the database the same --keyring-secret",
+            count(keys as u64, "signing key", "signing keys"),
+            config.data_dir.join(keyring::KEYRING_FILE).display()
+        ),
+        None => println!(
+            "copied no signing keyring: the signing key is set by --jwt-secret or \
+             --jwt-key-file; give every instance on the database the same"
+        ),
+    }
+    Ok(())
+}
+
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 async fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()> {

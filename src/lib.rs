@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod keyring;
 pub mod last_used;
+pub mod migrate;
 pub mod owner_only;
 pub mod revocations;
 pub mod service;

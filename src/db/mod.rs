@@ -43,6 +43,7 @@ macro_rules! on_backend {
 }
 
 pub mod changes;
+pub mod copy;
 pub mod keyring;
 pub mod keys;
 pub mod notifications;
@@ -95,6 +96,34 @@ impl Location {
             )),
         }
     }
+
+    /// The file of an SQLite database; none for PostgreSQL, or for a URL
+    /// that names no file (`sqlite::memory:`).
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let path = match self {
+            Location::SqliteFile(path) => path.clone(),
+            Location::SqliteUrl(url) => SqliteConnectOptions::from_str(url)
+                .ok()?
+                .get_filename()
+                .to_owned(),
+            Location::Postgres(_) => return None,
+        };
+        let name = path.to_string_lossy();
+        let in_memory = name.is_empty() || name == ":memory:" || name.starts_with("file:");
+        (!in_memory).then_some(path)
+    }
+
+    /// Where the database is, for messages: a file's path, or a PostgreSQL
+    /// server and database without the URL's password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Postgres(url) => postgres::describe_url(url),
+            sqlite => match sqlite.sqlite_file() {
+                Some(path) => path.display().to_string(),
+                None => "an in-memory SQLite database".into(),
+            },
+        }
+    }
 }
 
 /// A URL's scheme, if it starts with one (RFC 3986 §3.1).
@@ -114,6 +143,13 @@ fn scheme(url: &str) -> Option<&str> {
      (postgres://USER@HOST/DATABASE or postgresql://…), not {0}"
 )]
 pub struct UnsupportedUrl(String);
+
+impl UnsupportedUrl {
+    /// What was given instead, named by its scheme: "a `mysql:` URL".
+    pub fn given(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Which kind of database a [`Db`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,6 +364,24 @@ mod tests {
         assert!(mysql.to_string().contains("`mysql:`"), "{mysql}");
         assert!(!mysql.to_string().contains("hunter2"), "{mysql}");
         assert!(path.to_string().contains("sqlite://PATH"), "{path}");
+    }
+
+    #[test]
+    fn a_location_names_its_file_and_describes_itself_without_a_password() {
+        let url = Location::from_url("sqlite:///var/lib/latchkey/latchkey.db").unwrap();
+        let file = Location::SqliteFile("/srv/data/latchkey.db".into());
+        let memory = Location::from_url("sqlite::memory:").unwrap();
+        let postgres =
+            Location::from_url("postgres://latchkey:hunter2@db.example.com:5433/keys").unwrap();
+
+        assert_eq!(
+            url.sqlite_file(),
+            Some(PathBuf::from("/var/lib/latchkey/latchkey.db"))
+        );
+        assert_eq!(file.describe(), "/srv/data/latchkey.db");
+        assert_eq!(memory.sqlite_file(), None);
+        assert_eq!(postgres.sqlite_file(), None);
+        assert_eq!(postgres.describe(), "db.example.com:5433 (database keys)");
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub(super) async fn open(url: &str, connections: u32) -> Result<PgPool, DbError>
     Ok(pool)
 }
 
+/// Where a URL connects, for messages: never the password.
+pub(super) fn describe_url(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(options) => describe(&options),
+        Err(_) => "a PostgreSQL database (the URL does not parse)".into(),
+    }
+}
+
 /// Runs one operation within [`OPERATION_TIMEOUT`]. One cut short fails as
 /// unavailability (a `503`); whether the server carried out what it had
 /// been sent is unknown. Its connection goes back to the pool, which sees

@@ -141,7 +141,7 @@ pub enum Sql {
 }
 
 impl Sql {
-    async fn open(database: &TestDatabase) -> Sql {
+    pub async fn open(database: &TestDatabase) -> Sql {
         match database {
             TestDatabase::Sqlite(path) => Sql::Sqlite(
                 SqlitePool::connect_with(
@@ -163,7 +163,7 @@ impl Sql {
         }
     }
 
-    async fn close(&self) {
+    pub async fn close(&self) {
         match self {
             Sql::Sqlite(pool) => pool.close().await,
             Sql::Postgres(pool) => pool.close().await,
@@ -223,6 +223,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         }
         None => TestDatabase::Sqlite(config.data_dir.join("latchkey.db")),
     };
+    configure(&mut config);
+    start(config, database, dir).await
+}
+
+/// Starts the app on SQLite's default file in its data directory whichever
+/// backend the run is on, for tests that need an SQLite database as such
+/// (what `latchkey migrate` copies from).
+pub async fn spawn_sqlite_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = test_config(dir.path().join("data"));
+    let database = TestDatabase::Sqlite(config.data_dir.join("latchkey.db"));
     configure(&mut config);
     start(config, database, dir).await
 }

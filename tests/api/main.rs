@@ -15,6 +15,7 @@ mod jwt;
 mod keyring;
 mod keys;
 mod lifecycle;
+mod migrate;
 mod openapi;
 mod partition;
 mod postgres;

@@ -1,0 +1,122 @@
+//! `latchkey migrate`: the SQLite database a server ran on, and its data
+//! directory's signing keyring, copied into an empty PostgreSQL database, so
+//! that growing to several instances keeps every account, key, todo,
+//! revocation and signing key instead of re-issuing keys.
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::{
+    config::Config,
+    db::{
+        copy::{Copied, Copy},
+        Db, Location,
+    },
+    keyring,
+};
+
+/// What a migration did, for the command to report.
+pub struct Migrated {
+    /// The SQLite file copied from.
+    pub from: String,
+    /// The PostgreSQL server and database copied into, without the password.
+    pub into: String,
+    pub copied: Copied,
+    /// How many signing keys went into the database's keyring; `None` when
+    /// the signing key is configured (`--jwt-secret`, `--jwt-key-file`) and
+    /// no `--keyring-secret` is given, so there is no keyring to copy.
+    pub signing_keys: Option<usize>,
+}
+
+const POSTGRES_URL: &str = "a PostgreSQL URL (postgres://USER@HOST/DATABASE or postgresql://…)";
+
+/// Copies the database `config` names (SQLite, as `serve` would open it) and
+/// the data directory's keyring (sealed with `--keyring-secret`) into the
+/// PostgreSQL database `to` names, which is migrated first and must hold no
+/// account, key, todo or keyring. The arguments are checked before anything
+/// is opened; no message repeats a URL, which may hold a password.
+pub async fn to_postgres(config: &Config, to: &str) -> anyhow::Result<Migrated> {
+    let target = match Location::from_url(to) {
+        Ok(target @ Location::Postgres(_)) => target,
+        Ok(_) => bail!(
+            "--to names an SQLite database: it must be {POSTGRES_URL}, the database to copy into"
+        ),
+        Err(e) => bail!("--to must be {POSTGRES_URL}, not {}", e.given()),
+    };
+    let source = config.database()?;
+    if matches!(source, Location::Postgres(_)) {
+        bail!(
+            "latchkey migrate copies from SQLite, but --database-url names a PostgreSQL database: \
+             give the --data-dir (or --database-url sqlite://PATH) the server ran on"
+        );
+    }
+    // Required before anything is written: without it the instances on
+    // PostgreSQL would sign with new keys, and every token issued so far
+    // would stop verifying.
+    let secret = keyring::secret(config)?;
+    if secret.is_none() && keyring::configured(config)?.is_none() {
+        return Err(anyhow!(
+            "latchkey migrate copies the data directory's signing keyring into the PostgreSQL \
+             database, encrypted with --keyring-secret (LATCHKEY_KEYRING_SECRET), and none is \
+             given: make 32 random bytes in base64 once (`openssl rand -base64 32`), keep them \
+             safe, and give the same to migrate and to every instance on the database; or, if \
+             the server signs with --jwt-secret or --jwt-key-file, give that instead"
+        ));
+    }
+    let Some(file) = source.sqlite_file() else {
+        bail!("an in-memory SQLite database has nothing to copy");
+    };
+    // Opening would create an empty database, and the copy would succeed
+    // with nothing in it.
+    if !file.is_file() {
+        bail!(
+            "there is no SQLite database at {}: give the --data-dir (or --database-url \
+             sqlite://PATH) the server ran on",
+            file.display()
+        );
+    }
+
+    let (from, into) = (source.describe(), target.describe());
+    let source = crate::open_db(config)
+        .await
+        .with_context(|| format!("opening the SQLite database {from}"))?;
+    let target = match Db::open(&target, 2).await {
+        Ok(target) => target,
+        Err(e) => {
+            source.close().await;
+            return Err(e).context("opening the PostgreSQL database");
+        }
+    };
+    let migrated = copy_into(config, &source, &target, secret.as_ref()).await;
+    source.close().await;
+    target.close().await;
+    let (copied, signing_keys) = migrated?;
+    Ok(Migrated {
+        from,
+        into,
+        copied,
+        signing_keys,
+    })
+}
+
+/// The rows, then the keyring, then the commit: a keyring that cannot be
+/// copied takes the rows back with it, so the target is left empty either
+/// way and the copy can be made again.
+async fn copy_into(
+    config: &Config,
+    source: &Db,
+    target: &Db,
+    secret: Option<&keyring::KeyringSecret>,
+) -> anyhow::Result<(Copied, Option<usize>)> {
+    let mut copy = Copy::begin(source, target).await?;
+    let copied = copy.rows().await?;
+    let signing_keys = match secret {
+        Some(secret) => Some(
+            keyring::copy_file_to_database(&config.data_dir, target, secret)
+                .await
+                .context("copying the signing keyring")?,
+        ),
+        None => None,
+    };
+    copy.commit().await?;
+    Ok((copied, signing_keys))
+}
