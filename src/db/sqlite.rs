@@ -58,7 +58,13 @@ fn make_private(file: &Path) -> std::io::Result<()> {
     if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
         return Ok(());
     }
-    owner_only::open_or_create(file)?;
+    // Opened only when it is missing: closing a descriptor of a file drops
+    // every POSIX lock this process holds on it, those of SQLite's own
+    // connections to it included (another handle on the same database in
+    // this process), and SQLite would then take its locks as free.
+    if !file.exists() {
+        owner_only::open_or_create(file)?;
+    }
     for suffix in ["", "-wal", "-shm"] {
         let mut path = file.as_os_str().to_owned();
         path.push(suffix);
