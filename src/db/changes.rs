@@ -91,14 +91,15 @@ pub async fn revoke_token(
     })
 }
 
+/// A row of the feed as stored (also what `copy` moves).
 #[derive(FromRow)]
-struct Row {
-    seq: i64,
-    kind: String,
-    user_id: Uuid,
-    subject: Option<Uuid>,
-    at_ms: i64,
-    until_ms: i64,
+pub(super) struct Row {
+    pub(super) seq: i64,
+    pub(super) kind: String,
+    pub(super) user_id: Uuid,
+    pub(super) subject: Option<Uuid>,
+    pub(super) at_ms: i64,
+    pub(super) until_ms: i64,
 }
 
 /// The changes still in force at `now`, in feed order.

@@ -21,11 +21,12 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{
-    sqlite::SqliteRow, FromRow, PgConnection, Postgres, Sqlite, SqliteConnection, Transaction,
+    postgres::PgArguments, query::Query, sqlite::SqliteRow, FromRow, PgConnection, Postgres,
+    Sqlite, SqliteConnection, Transaction,
 };
 use uuid::Uuid;
 
-use super::{Db, Pools};
+use super::{changes::Row as ChangeRow, Db, Pools};
 
 /// Rows per read and per insert: large enough that a million keys take a
 /// thousand round trips, small enough that a page is a few hundred kilobytes.
@@ -127,9 +128,9 @@ impl Copy {
         let (from, to) = (&mut *self.from, &mut *self.to);
         Ok(Copied {
             // Parents before children: the foreign keys are checked row by row.
-            users: copy_users(from, to).await.map_err(table("accounts"))?,
-            keys: copy_keys(from, to).await.map_err(table("API keys"))?,
-            todos: copy_todos(from, to).await.map_err(table("todos"))?,
+            users: count(copy_table::<UserRow>(from, to).await).map_err(table("accounts"))?,
+            keys: count(copy_table::<KeyRow>(from, to).await).map_err(table("API keys"))?,
+            todos: count(copy_table::<TodoRow>(from, to).await).map_err(table("todos"))?,
             changes: copy_changes(from, to)
                 .await
                 .map_err(table("revocation feed"))?,
@@ -142,6 +143,10 @@ impl Copy {
         self.to.commit().await?;
         Ok(())
     }
+}
+
+fn count<K>(copied: Result<(u64, K), sqlx::Error>) -> Result<u64, sqlx::Error> {
+    copied.map(|(rows, _)| rows)
 }
 
 fn table(table: &'static str) -> impl FnOnce(sqlx::Error) -> CopyError {
@@ -180,6 +185,43 @@ where
     }
 }
 
+/// One table as a copy moves it: read from SQLite a page at a time in the
+/// order of its key, written to PostgreSQL a page per statement.
+trait Table: for<'r> FromRow<'r, SqliteRow> + Send + Unpin + Sized {
+    const NAME: &'static str;
+    const COLUMNS: &'static str;
+    const KEY: &'static str;
+    type Key: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send + std::marker::Copy;
+
+    fn key(&self) -> Self::Key;
+
+    /// The statement that inserts `rows`, one array per column.
+    fn insert(rows: &[Self]) -> Query<'_, Postgres, PgArguments>;
+}
+
+/// Copies every row of `T`'s table; tells how many, and the last key.
+async fn copy_table<T: Table>(
+    from: &mut SqliteConnection,
+    to: &mut PgConnection,
+) -> Result<(u64, Option<T::Key>), sqlx::Error> {
+    let mut copied = 0;
+    let mut after = None;
+    loop {
+        let rows: Vec<T> = page(from, T::NAME, T::COLUMNS, T::KEY, after).await?;
+        let Some(last) = rows.last() else {
+            return Ok((copied, after));
+        };
+        after = Some(last.key());
+        copied += rows.len() as u64;
+        T::insert(&rows).execute(&mut *to).await?;
+    }
+}
+
+/// A column of a page, as one array bind.
+fn column<'a, R, V>(rows: &'a [R], value: impl Fn(&'a R) -> V) -> Vec<V> {
+    rows.iter().map(value).collect()
+}
+
 #[derive(FromRow)]
 struct UserRow {
     id: Uuid,
@@ -190,43 +232,28 @@ struct UserRow {
     created_at: DateTime<Utc>,
 }
 
-async fn copy_users(
-    from: &mut SqliteConnection,
-    to: &mut PgConnection,
-) -> Result<u64, sqlx::Error> {
-    let mut copied = 0;
-    let mut after = None;
-    loop {
-        let rows: Vec<UserRow> = page(
-            from,
-            "users",
-            "id, email, password_hash, role, disabled, created_at",
-            "id",
-            after,
-        )
-        .await?;
-        let Some(last) = rows.last() else {
-            return Ok(copied);
-        };
-        after = Some(last.id);
-        copied += rows.len() as u64;
+impl Table for UserRow {
+    const NAME: &'static str = "users";
+    const COLUMNS: &'static str = "id, email, password_hash, role, disabled, created_at";
+    const KEY: &'static str = "id";
+    type Key = Uuid;
+
+    fn key(&self) -> Uuid {
+        self.id
+    }
+
+    fn insert(rows: &[Self]) -> Query<'_, Postgres, PgArguments> {
         sqlx::query(
             "INSERT INTO users (id, email, password_hash, role, disabled, created_at)
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[],
                                   $5::boolean[], $6::timestamptz[])",
         )
-        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| r.password_hash.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.disabled).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .execute(&mut *to)
-        .await?;
+        .bind(column(rows, |r| r.id))
+        .bind(column(rows, |r| r.email.as_str()))
+        .bind(column(rows, |r| r.password_hash.as_str()))
+        .bind(column(rows, |r| r.role.as_str()))
+        .bind(column(rows, |r| r.disabled))
+        .bind(column(rows, |r| r.created_at))
     }
 }
 
@@ -244,24 +271,18 @@ struct KeyRow {
     revoked_at: Option<DateTime<Utc>>,
 }
 
-async fn copy_keys(from: &mut SqliteConnection, to: &mut PgConnection) -> Result<u64, sqlx::Error> {
-    let mut copied = 0;
-    let mut after = None;
-    loop {
-        let rows: Vec<KeyRow> = page(
-            from,
-            "api_keys",
-            "id, user_id, name, key_hash, hint, scopes, created_at, expires_at, last_used_at, \
-             revoked_at",
-            "id",
-            after,
-        )
-        .await?;
-        let Some(last) = rows.last() else {
-            return Ok(copied);
-        };
-        after = Some(last.id);
-        copied += rows.len() as u64;
+impl Table for KeyRow {
+    const NAME: &'static str = "api_keys";
+    const COLUMNS: &'static str = "id, user_id, name, key_hash, hint, scopes, created_at, \
+                                   expires_at, last_used_at, revoked_at";
+    const KEY: &'static str = "id";
+    type Key = Uuid;
+
+    fn key(&self) -> Uuid {
+        self.id
+    }
+
+    fn insert(rows: &[Self]) -> Query<'_, Postgres, PgArguments> {
         sqlx::query(
             "INSERT INTO api_keys (id, user_id, name, key_hash, hint, scopes, created_at,
                                    expires_at, last_used_at, revoked_at)
@@ -269,22 +290,16 @@ async fn copy_keys(from: &mut SqliteConnection, to: &mut PgConnection) -> Result
                                   $6::text[], $7::timestamptz[], $8::timestamptz[],
                                   $9::timestamptz[], $10::timestamptz[])",
         )
-        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| r.key_hash.as_slice())
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|r| r.hint.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.scopes.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.last_used_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.revoked_at).collect::<Vec<_>>())
-        .execute(&mut *to)
-        .await?;
+        .bind(column(rows, |r| r.id))
+        .bind(column(rows, |r| r.user_id))
+        .bind(column(rows, |r| r.name.as_str()))
+        .bind(column(rows, |r| r.key_hash.as_slice()))
+        .bind(column(rows, |r| r.hint.as_str()))
+        .bind(column(rows, |r| r.scopes.as_str()))
+        .bind(column(rows, |r| r.created_at))
+        .bind(column(rows, |r| r.expires_at))
+        .bind(column(rows, |r| r.last_used_at))
+        .bind(column(rows, |r| r.revoked_at))
     }
 }
 
@@ -298,99 +313,73 @@ struct TodoRow {
     updated_at: DateTime<Utc>,
 }
 
-async fn copy_todos(
-    from: &mut SqliteConnection,
-    to: &mut PgConnection,
-) -> Result<u64, sqlx::Error> {
-    let mut copied = 0;
-    let mut after = None;
-    loop {
-        let rows: Vec<TodoRow> = page(
-            from,
-            "todos",
-            "id, user_id, title, completed, created_at, updated_at",
-            "id",
-            after,
-        )
-        .await?;
-        let Some(last) = rows.last() else {
-            return Ok(copied);
-        };
-        after = Some(last.id);
-        copied += rows.len() as u64;
+impl Table for TodoRow {
+    const NAME: &'static str = "todos";
+    const COLUMNS: &'static str = "id, user_id, title, completed, created_at, updated_at";
+    const KEY: &'static str = "id";
+    type Key = Uuid;
+
+    fn key(&self) -> Uuid {
+        self.id
+    }
+
+    fn insert(rows: &[Self]) -> Query<'_, Postgres, PgArguments> {
         sqlx::query(
             "INSERT INTO todos (id, user_id, title, completed, created_at, updated_at)
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::boolean[],
                                   $5::timestamptz[], $6::timestamptz[])",
         )
-        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.completed).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .execute(&mut *to)
-        .await?;
+        .bind(column(rows, |r| r.id))
+        .bind(column(rows, |r| r.user_id))
+        .bind(column(rows, |r| r.title.as_str()))
+        .bind(column(rows, |r| r.completed))
+        .bind(column(rows, |r| r.created_at))
+        .bind(column(rows, |r| r.updated_at))
     }
 }
 
-#[derive(FromRow)]
-struct ChangeRow {
-    seq: i64,
-    kind: String,
-    user_id: Uuid,
-    subject: Option<Uuid>,
-    at_ms: i64,
-    until_ms: i64,
-}
+/// The feed's rows, with their numbers: they order the feed.
+impl Table for ChangeRow {
+    const NAME: &'static str = "access_changes";
+    const COLUMNS: &'static str = "seq, kind, user_id, subject, at_ms, until_ms";
+    const KEY: &'static str = "seq";
+    type Key = i64;
 
-/// The feed, with its numbers: they order it, and an instance that has seen
-/// a number must not see it again for another change. So the target's
-/// sequence continues after the highest number SQLite ever gave, pruned rows
-/// included, not only after the rows copied.
-async fn copy_changes(
-    from: &mut SqliteConnection,
-    to: &mut PgConnection,
-) -> Result<u64, sqlx::Error> {
-    let mut copied = 0;
-    let mut after = None;
-    let mut highest = 0;
-    loop {
-        let rows: Vec<ChangeRow> = page(
-            from,
-            "access_changes",
-            "seq, kind, user_id, subject, at_ms, until_ms",
-            "seq",
-            after,
-        )
-        .await?;
-        let Some(last) = rows.last() else {
-            break;
-        };
-        after = Some(last.seq);
-        highest = last.seq;
-        copied += rows.len() as u64;
+    fn key(&self) -> i64 {
+        self.seq
+    }
+
+    fn insert(rows: &[Self]) -> Query<'_, Postgres, PgArguments> {
         sqlx::query(
             "INSERT INTO access_changes (seq, kind, user_id, subject, at_ms, until_ms)
              OVERRIDING SYSTEM VALUE
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::uuid[], $4::uuid[],
                                   $5::bigint[], $6::bigint[])",
         )
-        .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.subject).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.at_ms).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.until_ms).collect::<Vec<_>>())
-        .execute(&mut *to)
-        .await?;
+        .bind(column(rows, |r| r.seq))
+        .bind(column(rows, |r| r.kind.as_str()))
+        .bind(column(rows, |r| r.user_id))
+        .bind(column(rows, |r| r.subject))
+        .bind(column(rows, |r| r.at_ms))
+        .bind(column(rows, |r| r.until_ms))
     }
+}
+
+/// The feed, whose numbers must go on where SQLite's stopped: an instance
+/// that has seen a number must not see it again for another change. So the
+/// target's sequence continues after the highest number SQLite ever gave,
+/// pruned rows included, not only after the rows copied.
+async fn copy_changes(
+    from: &mut SqliteConnection,
+    to: &mut PgConnection,
+) -> Result<u64, sqlx::Error> {
+    let (copied, last) = copy_table::<ChangeRow>(from, to).await?;
     // AUTOINCREMENT keeps the highest number given in `sqlite_sequence`.
     let given: Option<i64> =
         sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'access_changes'")
             .fetch_optional(&mut *from)
             .await?;
-    let highest = highest.max(given.unwrap_or(0));
+    let highest = last.unwrap_or(0).max(given.unwrap_or(0));
     if highest > 0 {
         sqlx::query("SELECT setval(pg_get_serial_sequence('access_changes', 'seq'), $1)")
             .bind(highest)
