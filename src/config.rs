@@ -124,6 +124,13 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_REVOCATION_MAX_LAG", value_parser = parse_max_lag, global = true)]
     pub revocation_max_lag: Option<Duration>,
 
+    /// How often the revocation window is read back whatever the instance
+    /// heard. Not a setting: the default is what the README states; tests
+    /// lengthen it to show that notifications alone carry a change.
+    #[arg(skip = crate::revocations::RELOAD_EVERY)]
+    #[doc(hidden)]
+    pub revocation_reload_every: Duration,
+
     /// On SIGTERM, keep serving this long with `/ready` answering 503, so a load balancer stops sending before the listener closes, e.g. 10s.
     #[arg(long, env = "LATCHKEY_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration, global = true)]
     pub shutdown_delay: Duration,
@@ -158,6 +165,7 @@ impl Config {
             audience: DEFAULT_AUDIENCE.into(),
             registration: Registration::Open,
             revocation_max_lag: None,
+            revocation_reload_every: crate::revocations::RELOAD_EVERY,
             shutdown_delay: Duration::ZERO,
             log_format: LogFormat::Pretty,
         }

@@ -101,6 +101,7 @@ impl App {
         let revocations = Arc::new(Revocations::new(
             config.token_ttl,
             config.revocation_max_lag,
+            config.revocation_reload_every,
         ));
         revocations
             .reload(&db)

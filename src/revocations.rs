@@ -21,7 +21,11 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::{
-    db::{self, notifications::Heard, Db},
+    db::{
+        self,
+        notifications::{Heard, Notifications},
+        Db,
+    },
     domain::{
         revocation::{Change, ChangeKind, Millis, Window},
         tokens::{Claims, LEEWAY_SECS},
@@ -61,19 +65,26 @@ pub struct Revocations {
     /// How long a change matters: the token lifetime plus the clock leeway.
     lifetime: Millis,
     max_lag: Option<Duration>,
+    /// How often the window is read back whatever was heard.
+    reload_every: Duration,
     started: Instant,
     /// When the database last answered a reload, in ms since `started`.
     heard_at: AtomicI64,
 }
 
 impl Revocations {
-    pub fn new(token_ttl: Duration, max_lag: Option<Duration>) -> Revocations {
+    pub fn new(
+        token_ttl: Duration,
+        max_lag: Option<Duration>,
+        reload_every: Duration,
+    ) -> Revocations {
         let lifetime = token_ttl + Duration::from_secs(LEEWAY_SECS);
         Revocations {
             window: ArcSwap::from_pointee(Window::default()),
             writing: Mutex::new(()),
             lifetime: i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX),
             max_lag,
+            reload_every,
             started: Instant::now(),
             heard_at: AtomicI64::new(0),
         }
@@ -178,7 +189,7 @@ impl Revocations {
     }
 
     async fn reload_periodically(&self, db: &Db, recovered: &Notify, mut stopping: Stopping) {
-        let mut reload = tokio::time::interval(RELOAD_EVERY);
+        let mut reload = tokio::time::interval(self.reload_every);
         reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut prune = tokio::time::interval(PRUNE_EVERY);
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -219,42 +230,70 @@ impl Revocations {
                 subscribed = db.listen() => subscribed,
                 () = stopping.wait() => return,
             };
-            let mut notifications = match subscribed {
+            let lasted = match subscribed {
                 None => return,
-                Some(Ok(notifications)) => notifications,
+                Some(Ok(mut notifications)) => {
+                    if failing {
+                        failing = false;
+                        tracing::info!("revocations: listening for changes again");
+                    }
+                    let since = Instant::now();
+                    match self
+                        .hear(db, &mut notifications, recovered, &mut stopping)
+                        .await
+                    {
+                        Some(()) => since.elapsed(),
+                        None => return,
+                    }
+                }
                 Some(Err(e)) => {
                     if !failing {
                         failing = true;
-                        tracing::warn!(error = %e, "revocations: cannot listen for changes; reloading every {RELOAD_EVERY:?} meanwhile");
+                        tracing::warn!(error = %e, "revocations: cannot listen for changes; reloading every {:?} meanwhile", self.reload_every);
                     }
-                    tokio::select! {
-                        () = tokio::time::sleep(retry_in) => {}
-                        () = stopping.wait() => return,
-                    }
-                    retry_in = (retry_in * 2).min(LISTEN_RETRY_MAX);
-                    continue;
+                    Duration::ZERO
                 }
             };
-            if failing {
-                failing = false;
-                tracing::info!("revocations: listening for changes again");
+            // A subscription that ends as soon as it is made (a server that
+            // drops it at once) is retried less and less often, not in a
+            // tight loop; one that lasted is retried at once.
+            if lasted > LISTEN_RETRY_MAX {
+                retry_in = LISTEN_RETRY_FIRST;
+                continue;
             }
-            retry_in = LISTEN_RETRY_FIRST;
-            // What was recorded while nobody listened is read back, rather
-            // than trusting a sequence number to say what was missed. A
-            // failure is the periodic reload's to report.
-            let _ = self.reload(db).await;
-            loop {
-                tokio::select! {
-                    heard = notifications.next() => match heard {
-                        Heard::Change => {
-                            let _ = self.reload(db).await;
-                        }
-                        Heard::Lost => break,
-                    },
-                    () = recovered.notified() => break,
-                    () = stopping.wait() => return,
-                }
+            tokio::select! {
+                () = tokio::time::sleep(retry_in) => {}
+                () = stopping.wait() => return,
+            }
+            retry_in = (retry_in * 2).min(LISTEN_RETRY_MAX);
+        }
+    }
+
+    /// Reloads on every notification until the subscription is lost, or the
+    /// periodic reload says the database answers again after failing (the
+    /// subscription's connection may have stalled unnoticed meanwhile).
+    /// `None` once the server stops.
+    async fn hear(
+        &self,
+        db: &Db,
+        notifications: &mut Notifications,
+        recovered: &Notify,
+        stopping: &mut Stopping,
+    ) -> Option<()> {
+        // What was recorded while nobody listened is read back, rather than
+        // trusting a sequence number to say what was missed. A failure is the
+        // periodic reload's to report.
+        let _ = self.reload(db).await;
+        loop {
+            tokio::select! {
+                heard = notifications.next() => match heard {
+                    Heard::Change => {
+                        let _ = self.reload(db).await;
+                    }
+                    Heard::Lost => return Some(()),
+                },
+                () = recovered.notified() => return Some(()),
+                () = stopping.wait() => return None,
             }
         }
     }

@@ -63,7 +63,12 @@ impl Db {
         Some(
             tokio::time::timeout(CONNECT_TIMEOUT, subscribe)
                 .await
-                .unwrap_or(Err(sqlx::Error::PoolTimedOut)),
+                .unwrap_or_else(|_| {
+                    Err(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("subscribing took longer than {CONNECT_TIMEOUT:?}"),
+                    )))
+                }),
         )
     }
 }

@@ -5,7 +5,7 @@ use std::{future::Future, str::FromStr, time::Duration};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
-    PgPool,
+    Connection, PgConnection, PgPool,
 };
 
 use super::DbError;
@@ -36,6 +36,10 @@ pub(super) async fn open(url: &str, connections: u32) -> Result<PgPool, DbError>
     let pool = PgPoolOptions::new()
         .max_connections(connections.max(2))
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // Both checks in place of sqlx's own untimed ping before an acquire.
+        .test_before_acquire(false)
+        .before_acquire(|conn, _| Box::pin(answers_in_time(conn)))
+        .after_release(|conn, _| Box::pin(answers_in_time(conn)))
         .connect_with(options)
         .await
         .map_err(|e| DbError::Connect(target, e))?;
@@ -45,6 +49,26 @@ pub(super) async fn open(url: &str, connections: u32) -> Result<PgPool, DbError>
         .run(&pool)
         .await?;
     Ok(pool)
+}
+
+/// How long a pooled connection may take to answer a ping, on its way back
+/// to the pool and before it is handed out: ample for a server that answers
+/// (milliseconds), and short enough that an acquire (at most
+/// [`ACQUIRE_TIMEOUT`]) can pass over stalled connections and still reach a
+/// good one.
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Whether a pooled connection still answers, in time. sqlx pings one
+/// returning to the pool or leaving it, but without a deadline: a connection
+/// that a cut left stalled (behind a firewall that has since forgotten the
+/// flow) would hold its slot until the kernel gave up, some fifteen minutes,
+/// and a pool full of them would serve nobody long after the database is
+/// back. An error here makes sqlx drop the connection at once instead.
+async fn answers_in_time(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    match tokio::time::timeout(PING_TIMEOUT, conn.ping()).await {
+        Ok(answered) => answered.map(|()| true),
+        Err(_) => Err(unanswered()),
+    }
 }
 
 /// Where a URL connects, for messages: never the password.

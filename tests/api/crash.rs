@@ -54,6 +54,9 @@ impl Server {
         }
         command
             .args(["--bind", "127.0.0.1:0", "--issuer", ISSUER])
+            // Tokens taken before the kill are checked after the restart, on a
+            // machine that may be running many tests at once.
+            .args(["--token-ttl", "1h"])
             .args(["--log-format", "json"])
             .arg("--data-dir")
             .arg(data_dir)

@@ -8,7 +8,9 @@ use latchkey::db::{notifications::Heard, Backend};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{on_sql, skipped_unless, spawn_app, spawn_app_with, TestApp, TestUser};
+use crate::helpers::{
+    assert_revoked, on_sql, skipped_unless, spawn_app, spawn_app_with, TestApp, TestUser,
+};
 
 /// Long enough for a busy machine to deliver a notification that was sent.
 const DELIVERY: Duration = Duration::from_secs(5);
@@ -38,6 +40,23 @@ async fn listening(app: &TestApp, count: usize, old: &[i32]) -> Vec<i32> {
     }
 }
 
+async fn last_used(app: &TestApp, key_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    on_sql!(app.sql, |pool| {
+        sqlx::query_scalar("SELECT last_used_at FROM api_keys WHERE id = $1")
+            .bind(key_id.parse::<uuid::Uuid>().unwrap())
+            .fetch_one(pool)
+            .await
+    })
+    .unwrap()
+}
+
+/// An instance that reads the window back only once an hour, so that what
+/// it learns sooner came by notification.
+fn deaf_to_all_but_notifications(config: &mut latchkey::config::Config) {
+    config.issuer = Some("http://latchkey.test".into());
+    config.revocation_reload_every = Duration::from_secs(3600);
+}
+
 #[tokio::test]
 async fn a_revocation_notifies_listeners_and_other_writes_do_not() {
     if skipped_unless(Backend::Postgres, "notifications are PostgreSQL's") {
@@ -50,24 +69,21 @@ async fn a_revocation_notifies_listeners_and_other_writes_do_not() {
     let key = app.create_key(&login, json!({ "name": "ci" })).await;
     let mut heard = app.db.listen().await.expect("PostgreSQL").unwrap();
 
-    // Act: writes that are not the feed's, including a key use, which the
+    // Act: writes that are not the feed's: a todo, and a key use, which the
     // server writes behind within a second or so.
     app.exchange(&key).await;
     app.create_todo(&login, "not news").await;
-    let quiet = tokio::time::timeout(Duration::from_secs(3), heard.next()).await;
+    let start = Instant::now();
+    while last_used(&app, &key.id).await.is_none() {
+        assert!(start.elapsed() < DELIVERY, "the key use was never written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let quiet = tokio::time::timeout(Duration::from_secs(1), heard.next()).await;
     app.delete(&login, &format!("/keys/{}", key.id)).await;
     let woken = tokio::time::timeout(DELIVERY, heard.next()).await;
 
     // Assert
     assert!(quiet.is_err(), "woken by a write that is not a revocation");
-    let last_used: Option<chrono::DateTime<chrono::Utc>> = on_sql!(app.sql, |pool| {
-        sqlx::query_scalar("SELECT last_used_at FROM api_keys WHERE id = $1")
-            .bind(key.id.parse::<uuid::Uuid>().unwrap())
-            .fetch_one(pool)
-            .await
-    })
-    .unwrap();
-    assert!(last_used.is_some(), "the key use was written meanwhile");
     assert_eq!(woken, Ok(Heard::Change));
 }
 
@@ -76,8 +92,8 @@ async fn instances_whose_listeners_are_cut_off_listen_again_and_miss_nothing() {
     if skipped_unless(Backend::Postgres, "notifications are PostgreSQL's") {
         return;
     }
-    // Arrange: two instances, each listening.
-    let one = spawn_app_with(|c| c.issuer = Some("http://latchkey.test".into())).await;
+    // Arrange: two instances, each listening, neither reloading on its own.
+    let one = spawn_app_with(deaf_to_all_but_notifications).await;
     let two = one.another_instance().await;
     let old = listening(&one, 2, &[]).await;
     let user = TestUser::generate().register(&one).await;
@@ -112,4 +128,35 @@ async fn instances_whose_listeners_are_cut_off_listen_again_and_miss_nothing() {
         one.get(&login, "/me").await.status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn a_notification_alone_brings_a_revocation_to_another_instance() {
+    if skipped_unless(Backend::Postgres, "notifications are PostgreSQL's") {
+        return;
+    }
+    // Arrange
+    let one = spawn_app_with(deaf_to_all_but_notifications).await;
+    let two = one.another_instance().await;
+    listening(&one, 2, &[]).await;
+    let user = TestUser::generate().register(&one).await;
+    let login = user.login(&one).await;
+    let key = one.create_key(&login, json!({ "name": "ci" })).await;
+    let token = one.exchange(&key).await;
+    assert_eq!(two.get(&token, "/me").await.status(), StatusCode::OK);
+
+    // Act
+    let revoked = one.delete(&login, &format!("/keys/{}", key.id)).await;
+    let start = Instant::now();
+    while two.get(&token, "/me").await.status() == StatusCode::OK {
+        assert!(
+            start.elapsed() < DELIVERY,
+            "the revocation never reached two"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Assert
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    assert_revoked(two.get(&token, "/me").await).await;
 }
