@@ -20,12 +20,8 @@ use tempfile::TempDir;
 
 use crate::helpers::{
     assert_oauth_error, assert_revoked, postgres_server, skipped_unless, test_keyring_secret,
-    PgDatabase, PASSWORD,
+    PgDatabase, ISSUER, PASSWORD,
 };
-
-/// Tokens from the first process must verify at the second, which listens on
-/// another port: without a configured issuer each would name itself by it.
-const ISSUER: &str = "http://latchkey.test";
 
 /// How long the load runs at least before the kill.
 const LOAD_FOR: Duration = Duration::from_millis(1500);

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{
-    assert_revoked, on_sql, skipped_unless, spawn_app, spawn_app_with, TestApp, TestUser,
+    assert_revoked, on_sql, skipped_unless, spawn_app, spawn_app_with, TestApp, TestUser, ISSUER,
 };
 
 /// Long enough for a busy machine to deliver a notification that was sent.
@@ -53,7 +53,7 @@ async fn last_used(app: &TestApp, key_id: &str) -> Option<chrono::DateTime<chron
 /// An instance that reads the window back only once an hour, so that what
 /// it learns sooner came by notification.
 fn deaf_to_all_but_notifications(config: &mut latchkey::config::Config) {
-    config.issuer = Some("http://latchkey.test".into());
+    config.issuer = Some(ISSUER.into());
     config.revocation_reload_every = Duration::from_secs(3600);
 }
 

@@ -183,6 +183,11 @@ macro_rules! on_sql {
 }
 pub(crate) use on_sql;
 
+/// The issuer of apps whose tokens must verify elsewhere: at another
+/// instance, or after a restart on a new port. Without one configured, each
+/// server names itself by its own address.
+pub const ISSUER: &str = "http://latchkey.test";
+
 // ---- the app ----
 
 pub struct TestApp {

@@ -27,7 +27,7 @@ use crate::{
     helpers::{
         access_token, kid_of, new_keyring_secret, postgres_server, skipped_unless, spawn_app,
         spawn_app_on, spawn_app_on_database, spawn_app_with, test_keyring_secret, PgDatabase,
-        StallingProxy, TestApp, TestDatabase,
+        StallingProxy, TestApp, TestDatabase, ISSUER,
     },
     signing::{
         assert_listed_as_rotated, latchkey, latchkey_with, rotate, wait_for_new_signing_key,
@@ -36,10 +36,6 @@ use crate::{
 };
 
 const WHY: &str = "only PostgreSQL keeps the keyring in the database";
-
-/// Instances behind one load balancer share the public URL, and so the
-/// tokens' `iss`; the default follows each one's own address.
-const ISSUER: &str = "http://latchkey.test";
 
 fn behind_the_balancer(config: &mut Config) {
     config.issuer = Some(ISSUER.into());

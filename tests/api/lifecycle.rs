@@ -13,13 +13,8 @@ use uuid::Uuid;
 
 use crate::helpers::{
     access_token, skipped_unless, spawn_app, spawn_app_with, test_backend, titles, Sql, TestApp,
-    TestUser,
+    TestUser, ISSUER,
 };
-
-/// Tokens carry `iss`, which defaults to the server's own address; a restarted
-/// test server listens on a new port, so the tests that carry tokens across a
-/// restart pin the issuer, as a real deployment with a fixed address has it.
-const ISSUER: &str = "http://latchkey.test";
 
 async fn key_record(app: &TestApp, token: &str, id: &str) -> Value {
     let resp = app.get(token, &format!("/keys/{id}")).await;
@@ -288,7 +283,7 @@ async fn the_database_runs_in_wal_mode() {
 async fn a_database_a_newer_version_migrated_further_still_starts_this_one() {
     // Arrange: a migration this version does not know, as the first instance
     // of the next version applies it during a rolling upgrade.
-    let app = spawn_app_with(|c| c.issuer = Some("http://latchkey.test".into())).await;
+    let app = spawn_app_with(|c| c.issuer = Some(ISSUER.into())).await;
     let token = app.user_token().await;
     app.create_todo(&token, "kept").await;
     let checksum = match test_backend() {

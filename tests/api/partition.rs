@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use crate::{
     helpers::{
         assert_oauth_error, assert_problem, assert_revoked, skipped_unless, spawn_app_with,
-        TestApp, TestKey, TestUser,
+        TestApp, TestKey, TestUser, ISSUER,
     },
     proxy::Proxy,
 };
@@ -44,10 +44,6 @@ const HUNG: Duration = Duration::from_secs(30);
 /// that a request waiting for an answer the cut swallowed is seen to wait
 /// too long rather than rescued by the heal.
 const CUT_FOR: Duration = Duration::from_secs(6);
-
-/// Instances that share a database share their issuer too: without one
-/// configured, each would name itself by its own port.
-const ISSUER: &str = "http://latchkey.test";
 
 /// `a` on its database directly, `b` on the same one through `proxy`. Both
 /// use `a`'s data directory, so they sign with one keyring.

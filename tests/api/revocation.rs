@@ -11,7 +11,7 @@ use latchkey::db::Backend;
 
 use crate::helpers::{
     assert_oauth_error, assert_problem, assert_revoked, spawn_app, spawn_app_on, spawn_app_with,
-    test_backend, www_authenticate, TestApp, TestKey, TestUser,
+    test_backend, www_authenticate, TestApp, TestKey, TestUser, ISSUER,
 };
 
 /// How long another instance may take to learn a change: it reloads twice a
@@ -21,7 +21,7 @@ const ELSEWHERE: Duration = Duration::from_secs(5);
 /// Instances that share a database share their issuer too: without one
 /// configured, each would name itself by its own port.
 async fn spawn_shared() -> TestApp {
-    spawn_app_with(|c| c.issuer = Some("http://latchkey.test".into())).await
+    spawn_app_with(|c| c.issuer = Some(ISSUER.into())).await
 }
 
 async fn me(app: &TestApp, token: &str) -> Response {
