@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use crate::{
     config::Config,
     db::{
-        copy::{Copied, Copy},
+        copy::{Copied, CopyUnderWay},
         Db, Location,
     },
     keyring,
@@ -107,7 +107,7 @@ async fn copy_into(
     target: &Db,
     secret: Option<&keyring::KeyringSecret>,
 ) -> anyhow::Result<(Copied, Option<usize>)> {
-    let mut copy = Copy::begin(source, target).await?;
+    let mut copy = CopyUnderWay::begin(source, target).await?;
     let copied = copy.rows().await?;
     let signing_keys = match secret {
         Some(secret) => Some(

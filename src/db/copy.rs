@@ -76,18 +76,18 @@ pub enum CopyError {
 }
 
 /// A copy under way: the source's read transaction and the target's write
-/// transaction. Nothing of it is visible on the target before [`Copy::commit`];
-/// dropped, it is rolled back.
-pub struct Copy {
+/// transaction. Nothing of it is visible on the target before
+/// [`CopyUnderWay::commit`]; dropped, it is rolled back.
+pub struct CopyUnderWay {
     from: Transaction<'static, Sqlite>,
     to: Transaction<'static, Postgres>,
 }
 
-impl Copy {
+impl CopyUnderWay {
     /// Begins a copy of `source` (SQLite) into `target` (PostgreSQL), whose
     /// schema must be current, as [`Db::open`] leaves it, and which must hold
     /// no account, key, todo or signing keyring.
-    pub async fn begin(source: &Db, target: &Db) -> Result<Copy, CopyError> {
+    pub async fn begin(source: &Db, target: &Db) -> Result<CopyUnderWay, CopyError> {
         let Pools::Sqlite(source) = &source.pools else {
             return Err(CopyError::SourceNotSqlite);
         };
@@ -120,7 +120,7 @@ impl Copy {
         // SQLite takes the snapshot at the first read; every later read of
         // this transaction sees the file as it was then.
         let from = source.reader.begin().await?;
-        Ok(Copy { from, to })
+        Ok(CopyUnderWay { from, to })
     }
 
     /// Copies every row of the source's tables.
@@ -191,7 +191,7 @@ trait Table: for<'r> FromRow<'r, SqliteRow> + Send + Unpin + Sized {
     const NAME: &'static str;
     const COLUMNS: &'static str;
     const KEY: &'static str;
-    type Key: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send + std::marker::Copy;
+    type Key: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send + Copy;
 
     fn key(&self) -> Self::Key;
 
