@@ -98,9 +98,10 @@ pub async fn to_postgres(config: &Config, to: &str) -> anyhow::Result<Migrated> 
     })
 }
 
-/// The rows, then the keyring, then the commit: a keyring that cannot be
-/// copied takes the rows back with it, so the target is left empty either
-/// way and the copy can be made again.
+/// The rows, then the keyring, in one transaction on the target, then its
+/// commit: whatever fails, the keyring included and the commit itself, takes
+/// everything back with it, so the target is left empty and the copy can be
+/// made again.
 async fn copy_into(
     config: &Config,
     source: &Db,
@@ -111,12 +112,12 @@ async fn copy_into(
     let copied = copy.rows().await?;
     let signing_keys = match secret {
         Some(secret) => Some(
-            keyring::copy_file_to_database(&config.data_dir, target, secret)
+            keyring::copy_file_into(&config.data_dir, &mut copy, secret)
                 .await
                 .context("copying the signing keyring")?,
         ),
         None => None,
     };
-    copy.commit().await?;
+    copy.commit().await.context("committing the copy")?;
     Ok((copied, signing_keys))
 }

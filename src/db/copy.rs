@@ -6,11 +6,12 @@
 //! The source is read in one read transaction, so the copy is of one moment
 //! even if a server still writes to the file; the target is written in one
 //! transaction, so a copy that fails leaves it as empty as it was. Between
-//! the rows and the commit the caller may do what must succeed with them
-//! (`latchkey migrate` copies the signing keyring there). Rows are
-//! read a page at a time in primary-key order and written a page per
-//! statement (one array per column, unnested), which keeps memory bounded and
-//! round trips few whatever the size of the database.
+//! the rows and the commit the caller may write the target's signing keyring
+//! in the same transaction (`latchkey migrate` copies the data directory's
+//! there), so that it commits or rolls back with them. Rows are read a page
+//! at a time in primary-key order and written a page per statement (one
+//! array per column, unnested), which keeps memory bounded and round trips
+//! few whatever the size of the database.
 //!
 //! Values are carried in the types the rest of `db/` reads them as (ids as
 //! `Uuid`, times as `DateTime<Utc>`), so what does not decode stops the copy
@@ -137,7 +138,22 @@ impl CopyUnderWay {
         })
     }
 
-    /// Makes the copied rows the target's.
+    /// Writes the target's signing keyring as [`super::keyring::update`]
+    /// does, but in the copy's transaction: the keyring becomes the target's
+    /// with the rows or not at all, so a copy that fails after it leaves the
+    /// target as empty as the rows do, and can be made again.
+    pub async fn keyring<T, E>(
+        &mut self,
+        change: impl FnOnce(Option<&[u8]>) -> Result<(Vec<u8>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<sqlx::Error>,
+    {
+        super::keyring::update_in(&mut self.to, change).await
+    }
+
+    /// Makes the copied rows, and the keyring if one was written, the
+    /// target's.
     pub async fn commit(self) -> Result<(), CopyError> {
         self.from.rollback().await?;
         self.to.commit().await?;

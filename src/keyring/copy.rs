@@ -7,8 +7,13 @@ use std::path::Path;
 use anyhow::bail;
 use chrono::Utc;
 
-use super::{database::DatabaseStore, file::FileStore, policy::StoredKeyring, seal::KeyringSecret};
-use crate::db::Db;
+use super::{
+    database::{sealed, DatabaseStore},
+    file::FileStore,
+    policy::StoredKeyring,
+    seal::KeyringSecret,
+};
+use crate::db::{copy::CopyUnderWay, Db};
 
 /// Copies the keyring of `data_dir` (its `signing-keys.json`, or the
 /// `jwt-secret` file of a version from before the keyring) into `db`'s,
@@ -26,6 +31,38 @@ pub async fn copy_file_to_database(
     secret: &KeyringSecret,
 ) -> anyhow::Result<usize> {
     let file = FileStore::new(data_dir);
+    let stored = read(&file)?;
+    let copied = stored.keys.len();
+    DatabaseStore::new(db.clone(), secret.clone())
+        .replace(|existing| {
+            refuse_existing(existing, &file)?;
+            Ok(stored)
+        })
+        .await?;
+    Ok(copied)
+}
+
+/// [`copy_file_to_database`] into the target of `copy`, in the copy's
+/// transaction: the keyring is written with the rows or not at all.
+pub async fn copy_file_into(
+    data_dir: &Path,
+    copy: &mut CopyUnderWay,
+    secret: &KeyringSecret,
+) -> anyhow::Result<usize> {
+    let file = FileStore::new(data_dir);
+    let stored = read(&file)?;
+    let copied = stored.keys.len();
+    let sealed = sealed(secret, &stored)?;
+    copy.keyring(|existing| {
+        refuse_existing(existing, &file)?;
+        Ok::<_, anyhow::Error>((sealed, ()))
+    })
+    .await?;
+    Ok(copied)
+}
+
+/// The data directory's keyring as it is copied: empty if it has none.
+fn read(file: &FileStore) -> anyhow::Result<StoredKeyring> {
     let mut stored = match file.read()? {
         Some(stored) => stored,
         None => {
@@ -37,18 +74,16 @@ pub async fn copy_file_to_database(
         }
     };
     stored.prune(Utc::now());
-    let copied = stored.keys.len();
-    DatabaseStore::new(db.clone(), secret.clone())
-        .replace(|existing| {
-            if existing.is_some() {
-                bail!(
-                    "the database already holds a signing keyring: copying {} into it would \
-                     replace the keys its instances sign with; copy into a new database",
-                    file.path().display()
-                );
-            }
-            Ok(stored)
-        })
-        .await?;
-    Ok(copied)
+    Ok(stored)
+}
+
+fn refuse_existing(existing: Option<&[u8]>, file: &FileStore) -> anyhow::Result<()> {
+    if existing.is_some() {
+        bail!(
+            "the database already holds a signing keyring: copying {} into it would replace the \
+             keys its instances sign with; copy into a new database",
+            file.path().display()
+        );
+    }
+    Ok(())
 }

@@ -11,10 +11,10 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use latchkey::db::Backend;
+use latchkey::db::{Backend, Db, Location};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::{sqlite::SqliteConnectOptions, Connection, SqliteConnection};
+use sqlx::{sqlite::SqliteConnectOptions, Connection, Executor, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
 use crate::helpers::{
@@ -619,6 +619,64 @@ async fn a_copy_that_fails_part_way_leaves_the_target_empty_and_one_that_succeed
     assert_eq!(tables(&on_target).await, copied);
     assert!(holds_a_keyring(&on_target).await);
     source.close().await;
+    on_target.close().await;
+}
+
+#[tokio::test]
+async fn a_copy_whose_commit_fails_leaves_neither_rows_nor_keyring_and_can_be_made_again() {
+    if skipped_unless(Backend::Postgres, "the copy's target is PostgreSQL") {
+        return;
+    }
+    // Arrange: a data directory with an account and its keyring; a target
+    // with latchkey's schema and a check that PostgreSQL runs only at
+    // commit, refusing every account: everything before the commit succeeds.
+    let mut app = spawn_sqlite_app_with(|_| {}).await;
+    TestUser::generate().register(&app).await;
+    app.stop().await;
+    let target = TestDatabase::Postgres(Arc::new(
+        PgDatabase::create(&postgres_server().unwrap()).await,
+    ));
+    Db::open(&Location::Postgres(target.url()), 2)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let mut admin = PgConnection::connect(&target.url()).await.unwrap();
+    admin
+        .execute(
+            "CREATE FUNCTION refuse_accounts() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN RAISE EXCEPTION 'no account commits here'; END $$;
+             CREATE CONSTRAINT TRIGGER refuse_accounts AFTER INSERT ON users
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_accounts();",
+        )
+        .await
+        .unwrap();
+    let on_target = Sql::open(&target).await;
+
+    // Act
+    let out = migrate(&app.config.data_dir, &with_password(&target.url()), &[]);
+
+    // Assert: the commit was refused, and took the keyring with the rows.
+    let stderr = failed(&out);
+    assert!(stderr.contains("committing the copy"), "{stderr}");
+    assert!(stderr.contains("no account commits here"), "{stderr}");
+    assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0]);
+    assert!(!holds_a_keyring(&on_target).await);
+
+    // Act: the check gone, the same copy again.
+    admin
+        .execute("DROP TRIGGER refuse_accounts ON users")
+        .await
+        .unwrap();
+    let out = migrate(&app.config.data_dir, &with_password(&target.url()), &[]);
+
+    // Assert
+    let stdout = succeeded(&out);
+    assert!(stdout.contains("copied 1 account, "), "{stdout}");
+    assert!(stdout.contains("copied 1 signing key from "), "{stdout}");
+    assert_eq!(tables(&on_target).await.counts()[0], 1);
+    assert!(holds_a_keyring(&on_target).await);
+    admin.close().await.unwrap();
     on_target.close().await;
 }
 
