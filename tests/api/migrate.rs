@@ -396,6 +396,28 @@ async fn migrate_refuses_a_target_that_is_not_postgresql_and_a_source_that_is_no
         postgres,
         &["--jwt-secret", "a configured secret of more than 32 bytes"],
     );
+    // The database named by its file, with a data directory that holds no
+    // keyring; then one whose keyring is the secret of a version from before
+    // the keyring, and one without a keyring whose server signs with a
+    // configured key: those two go as far as connecting.
+    let database = format!("sqlite://{}", app.db_path().display());
+    let keyless = app.dir.path().join("keyless");
+    std::fs::create_dir(&keyless).unwrap();
+    let no_keyring = migrate(&keyless, postgres, &["--database-url", &database]);
+    let legacy = app.dir.path().join("legacy");
+    std::fs::create_dir(&legacy).unwrap();
+    std::fs::write(legacy.join("jwt-secret"), "s".repeat(43)).unwrap();
+    let legacy_keyring = migrate(&legacy, postgres, &["--database-url", &database]);
+    let no_keyring_but_configured = migrate(
+        &keyless,
+        postgres,
+        &[
+            "--database-url",
+            &database,
+            "--jwt-secret",
+            "a configured secret of more than 32 bytes",
+        ],
+    );
 
     // Assert
     let must_be = "must be a PostgreSQL URL (postgres://USER@HOST/DATABASE or postgresql://…)";
@@ -438,11 +460,27 @@ async fn migrate_refuses_a_target_that_is_not_postgresql_and_a_source_that_is_no
         stderr.contains("--keyring-secret (LATCHKEY_KEYRING_SECRET) must be 32 bytes"),
         "{stderr}"
     );
+    let connecting = "could not connect to PostgreSQL at 127.0.0.1:1 (database latchkey)";
     let stderr = failed(&configured_key);
+    assert!(stderr.contains(connecting), "{stderr}");
+    let stderr = failed(&no_keyring);
     assert!(
-        stderr.contains("could not connect to PostgreSQL at 127.0.0.1:1 (database latchkey)"),
+        stderr.contains(&format!(
+            "there is no signing keyring to copy: neither {} nor {} exists",
+            keyless.join(latchkey::keyring::KEYRING_FILE).display(),
+            keyless.join("jwt-secret").display()
+        )),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("give that --data-dir, or, if the server signs with --jwt-secret"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(&keyless).unwrap().count(), 0);
+    for out in [&legacy_keyring, &no_keyring_but_configured] {
+        let stderr = failed(out);
+        assert!(stderr.contains(connecting), "{stderr}");
+    }
 }
 
 #[tokio::test]
@@ -497,6 +535,54 @@ async fn migrate_refuses_a_postgresql_database_that_holds_an_account_or_a_keyrin
     );
     assert_eq!(tables(&started.sql).await.counts(), [0, 0, 0, 0]);
     assert_eq!(started.stored_keyring().await, keyring);
+}
+
+#[tokio::test]
+async fn a_data_directory_without_a_keyring_is_refused_before_the_target_is_touched() {
+    if skipped_unless(Backend::Postgres, "the copy's target is PostgreSQL") {
+        return;
+    }
+    // Arrange: an SQLite database with an account, named by its file, and a
+    // data directory without a keyring: not the one its server ran with.
+    let mut app = spawn_sqlite_app_with(|_| {}).await;
+    TestUser::generate().register(&app).await;
+    app.stop().await;
+    let database = format!("sqlite://{}", app.db_path().display());
+    let keyless = tempfile::tempdir().unwrap();
+    let target = PgDatabase::create(&postgres_server().unwrap()).await;
+
+    // Act
+    let out = migrate(
+        keyless.path(),
+        &with_password(&target.url),
+        &["--database-url", &database],
+    );
+
+    // Assert: refused, and the target is as it was made, without even the
+    // schema.
+    let stderr = failed(&out);
+    assert!(
+        stderr.contains("there is no signing keyring to copy"),
+        "{stderr}"
+    );
+    assert_eq!(relations(&target.url).await, Vec::<String>::new());
+}
+
+/// Every table, index, sequence and view of a PostgreSQL database outside
+/// PostgreSQL's own schemas, as `schema.name`.
+async fn relations(url: &str) -> Vec<String> {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    let names = sqlx::query_scalar(
+        r"SELECT n.nspname || '.' || c.relname FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+          ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    names
 }
 
 /// Puts more keys, todos and feed entries than one page of the copy into
@@ -595,7 +681,8 @@ async fn a_copy_that_fails_part_way_leaves_the_target_empty_and_one_that_succeed
     std::fs::write(&keyring_file, &keyring[..keyring.len() / 2]).unwrap();
     let out = migrate(&app.config.data_dir, &with_password(&target.url()), &[]);
 
-    // Assert: the rows went in before the keyring failed, and went with it.
+    // Assert: refused before anything was written, the keyring being read
+    // before the copy begins.
     let stderr = failed(&out);
     assert!(stderr.contains("copying the signing keyring"), "{stderr}");
     assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0]);
