@@ -49,16 +49,18 @@ pub enum Command {
     /// state), API key (revoked and expired ones too), todo and revocation
     /// from the SQLite database of --data-dir (or --database-url sqlite://…)
     /// into the PostgreSQL database --to names, after bringing its schema up
-    /// to date, and the signing keyring of --data-dir (its signing-keys.json,
-    /// or the jwt-secret of an older version) into the database's, encrypted
-    /// with --keyring-secret (not needed when the server signs with
-    /// --jwt-secret or --jwt-key-file). The keyring is always the data
-    /// directory's, even with --database-url: give the --data-dir the server
-    /// ran with; one without a keyring is refused, unless the signing key is
-    /// configured. Keys, passwords, ids and signing keys stay as they are, so
-    /// clients need no new key and tokens already issued keep verifying. The
-    /// target must hold no account, key, todo or keyring; the rows and the
-    /// keyring are one transaction there, so a failed copy leaves it empty.
+    /// to date (a database with tables that are not latchkey's is refused
+    /// first, and left as it was), and the signing keyring of --data-dir (its
+    /// signing-keys.json, or the jwt-secret of an older version) into the
+    /// database's, encrypted with --keyring-secret (not needed when the
+    /// server signs with --jwt-secret or --jwt-key-file). The keyring is
+    /// always the data directory's, even with --database-url: give the
+    /// --data-dir the server ran with; one without a keyring is refused,
+    /// unless the signing key is configured. Keys, passwords, ids and signing
+    /// keys stay as they are, so clients need no new key and tokens already
+    /// issued keep verifying. The target must hold no account, key, todo or
+    /// keyring; the rows and the keyring are one transaction there, so a
+    /// failed copy leaves it empty.
     ///
     /// Stop the server first: the copy is of the SQLite database as it was
     /// when the command began, and anything written to it later is not

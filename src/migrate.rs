@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context};
 use crate::{
     config::Config,
     db::{
-        copy::{Copied, CopyUnderWay},
+        copy::{self, Copied, CopyUnderWay},
         Db, Location,
     },
     keyring::{self, DataDirKeyring, KeyringSecret},
@@ -43,9 +43,10 @@ const POSTGRES_URL: &str = "a PostgreSQL URL (postgres://USER@HOST/DATABASE or p
 /// Copies the database `config` names (SQLite, as `serve` would open it) and
 /// the data directory's keyring (sealed with `--keyring-secret`; a data
 /// directory without one is refused unless the signing key is configured)
-/// into the PostgreSQL database `to` names, which is migrated first and must
-/// hold no account, key, todo or keyring. The arguments are checked before anything
-/// is opened; no message repeats a URL, which may hold a password.
+/// into the PostgreSQL database `to` names, which must hold no table that is
+/// not latchkey's, is then migrated, and must hold no account, key, todo or
+/// keyring. The arguments are checked before anything is opened; no message
+/// repeats a URL, which may hold a password.
 pub async fn to_postgres(config: &Config, to: &str) -> anyhow::Result<Migrated> {
     let target = match Location::from_url(to) {
         Ok(target @ Location::Postgres(_)) => target,
@@ -113,7 +114,7 @@ pub async fn to_postgres(config: &Config, to: &str) -> anyhow::Result<Migrated> 
     let source = crate::open_db(config)
         .await
         .with_context(|| format!("opening the SQLite database {from}"))?;
-    let target = match Db::open(&target, 2).await {
+    let target = match copy::open_target(&target, 2).await {
         Ok(target) => target,
         Err(e) => {
             source.close().await;

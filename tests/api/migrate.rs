@@ -568,6 +568,82 @@ async fn a_data_directory_without_a_keyring_is_refused_before_the_target_is_touc
     assert_eq!(relations(&target.url).await, Vec::<String>::new());
 }
 
+#[tokio::test]
+async fn a_database_with_tables_that_are_not_latchkey_s_is_refused_before_its_schema_is_made() {
+    if skipped_unless(Backend::Postgres, "the copy's target is PostgreSQL") {
+        return;
+    }
+    // Arrange: a data directory to copy; databases of another application,
+    // one with a `users` of its own, one with a schema of its own; and one
+    // with latchkey's schema and a table besides.
+    let mut app = spawn_sqlite_app_with(|_| {}).await;
+    TestUser::generate().register(&app).await;
+    app.stop().await;
+    let server = postgres_server().unwrap();
+    let shop = PgDatabase::create(&server).await;
+    execute(
+        &shop.url,
+        "CREATE TABLE users (id integer); CREATE TABLE orders (id integer)",
+    )
+    .await;
+    let billing = PgDatabase::create(&server).await;
+    execute(
+        &billing.url,
+        "CREATE SCHEMA billing; CREATE VIEW billing.invoices AS SELECT 1 AS id",
+    )
+    .await;
+    let beside = PgDatabase::create(&server).await;
+    Db::open(&Location::Postgres(beside.url.clone()), 2)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    execute(&beside.url, "CREATE TABLE orders (id integer)").await;
+    let beside_before = relations(&beside.url).await;
+
+    // Act
+    let data = &app.config.data_dir;
+    let into_shop = migrate(data, &with_password(&shop.url), &[]);
+    let into_billing = migrate(data, &with_password(&billing.url), &[]);
+    let into_beside = migrate(data, &with_password(&beside.url), &[]);
+
+    // Assert: each refused, naming what is not latchkey's, and none given
+    // anything of latchkey's.
+    let stderr = failed(&into_shop);
+    assert!(
+        stderr.contains(
+            "the PostgreSQL database holds tables that are not latchkey's (public.orders, \
+             public.users): latchkey migrate copies only into an empty database, and wrote \
+             nothing, not even latchkey's schema"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        relations(&shop.url).await,
+        ["public.orders", "public.users"]
+    );
+    let stderr = failed(&into_billing);
+    assert!(
+        stderr.contains("tables that are not latchkey's (billing.invoices)"),
+        "{stderr}"
+    );
+    assert_eq!(relations(&billing.url).await, ["billing.invoices"]);
+    let stderr = failed(&into_beside);
+    assert!(
+        stderr.contains("tables that are not latchkey's (public.orders)"),
+        "{stderr}"
+    );
+    assert_eq!(relations(&beside.url).await, beside_before);
+}
+
+/// Runs `sql`, statements separated by semicolons, on the database `url`
+/// names.
+async fn execute(url: &str, sql: &str) {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    conn.execute(sql).await.unwrap();
+    conn.close().await.unwrap();
+}
+
 /// Every table, index, sequence and view of a PostgreSQL database outside
 /// PostgreSQL's own schemas, as `schema.name`.
 async fn relations(url: &str) -> Vec<String> {
