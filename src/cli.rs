@@ -49,12 +49,18 @@ pub enum Command {
     /// state), API key (revoked and expired ones too), todo and revocation
     /// from the SQLite database of --data-dir (or --database-url sqlite://…)
     /// into the PostgreSQL database --to names, after bringing its schema up
-    /// to date, and the data directory's signing keyring into the database's,
-    /// encrypted with --keyring-secret (not needed when the server signs with
-    /// --jwt-secret or --jwt-key-file). Keys, passwords, ids and signing keys
-    /// stay as they are, so clients need no new key and tokens already issued
-    /// keep verifying. The target must hold no account, key, todo or keyring;
-    /// the copy is one transaction there, so a failed copy leaves it empty.
+    /// to date (a database with tables that are not latchkey's is refused
+    /// first, and left as it was), and the signing keyring of --data-dir (its
+    /// signing-keys.json, or the jwt-secret of an older version) into the
+    /// database's, encrypted with --keyring-secret (not needed when the
+    /// server signs with --jwt-secret or --jwt-key-file). The keyring is
+    /// always the data directory's, even with --database-url: give the
+    /// --data-dir the server ran with; one without a keyring is refused,
+    /// unless the signing key is configured. Keys, passwords, ids and signing
+    /// keys stay as they are, so clients need no new key and tokens already
+    /// issued keep verifying. The target must hold no account, key, todo or
+    /// keyring; the rows and the keyring are one transaction there, so a
+    /// failed copy leaves it empty.
     ///
     /// Stop the server first: the copy is of the SQLite database as it was
     /// when the command began, and anything written to it later is not
@@ -181,12 +187,12 @@ async fn migrate(config: &Config, to: &DatabaseUrl) -> anyhow::Result<()> {
         migrated.from,
         migrated.into
     );
-    match migrated.signing_keys {
-        Some(keys) => println!(
+    match migrated.keyring {
+        Some(keyring) => println!(
             "copied {} from {} into the database's keyring, encrypted with --keyring-secret: \
              give every instance on the database the same --keyring-secret",
-            count(keys as u64, "signing key", "signing keys"),
-            config.data_dir.join(keyring::KEYRING_FILE).display()
+            count(keyring.keys as u64, "signing key", "signing keys"),
+            keyring.from.display()
         ),
         None => println!(
             "copied no signing keyring: the signing key is set by --jwt-secret or \

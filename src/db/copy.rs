@@ -3,14 +3,20 @@
 //! column for column, so that keys, passwords, ids and the revocations in
 //! force all mean on PostgreSQL what they meant on SQLite.
 //!
+//! The target is opened with [`open_target`], which looks at it before
+//! creating latchkey's schema there: a database that holds anything else is
+//! refused untouched, so a mistyped URL leaves another application's
+//! database as it was.
+//!
 //! The source is read in one read transaction, so the copy is of one moment
 //! even if a server still writes to the file; the target is written in one
 //! transaction, so a copy that fails leaves it as empty as it was. Between
-//! the rows and the commit the caller may do what must succeed with them
-//! (`latchkey migrate` copies the signing keyring there). Rows are
-//! read a page at a time in primary-key order and written a page per
-//! statement (one array per column, unnested), which keeps memory bounded and
-//! round trips few whatever the size of the database.
+//! the rows and the commit the caller may write the target's signing keyring
+//! in the same transaction (`latchkey migrate` copies the data directory's
+//! there), so that it commits or rolls back with them. Rows are read a page
+//! at a time in primary-key order and written a page per statement (one
+//! array per column, unnested), which keeps memory bounded and round trips
+//! few whatever the size of the database.
 //!
 //! Values are carried in the types the rest of `db/` reads them as (ids as
 //! `Uuid`, times as `DateTime<Utc>`), so what does not decode stops the copy
@@ -21,12 +27,23 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{
-    postgres::PgArguments, query::Query, sqlite::SqliteRow, FromRow, PgConnection, Postgres,
-    Sqlite, SqliteConnection, Transaction,
+    postgres::PgArguments, query::Query, sqlite::SqliteRow, FromRow, PgConnection, PgPool,
+    Postgres, Sqlite, SqliteConnection, Transaction,
 };
 use uuid::Uuid;
 
-use super::{changes::Row as ChangeRow, Db, Pools};
+use super::{changes::Row as ChangeRow, postgres, Db, DbError, Location, Pools};
+
+/// The tables latchkey's PostgreSQL migrations make, and sqlx's record of
+/// them.
+const SCHEMA: [&str; 6] = [
+    "users",
+    "api_keys",
+    "todos",
+    "access_changes",
+    "signing_keyring",
+    "_sqlx_migrations",
+];
 
 /// Rows per read and per insert: large enough that a million keys take a
 /// thousand round trips, small enough that a page is a few hundred kilobytes.
@@ -65,6 +82,13 @@ pub enum CopyError {
         .0.users, .0.keys, .0.todos, if .0.keyring { "present" } else { "none" }
     )]
     NotEmpty(Held),
+    #[error(
+        "the PostgreSQL database holds tables that are not latchkey's ({}): latchkey migrate \
+         copies only into an empty database, and wrote nothing, not even latchkey's schema: \
+         check that the URL names the database meant",
+        listed(.0)
+    )]
+    NotLatchkeys(Vec<String>),
     #[error("copying the {table}")]
     Table {
         table: &'static str,
@@ -72,22 +96,109 @@ pub enum CopyError {
         source: sqlx::Error,
     },
     #[error(transparent)]
+    Open(#[from] DbError),
+    #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
+/// The first few of `names`, and how many more there are.
+fn listed(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut listed = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        listed.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    listed
+}
+
+/// Opens the PostgreSQL database `target` names, for a copy into it, and
+/// brings its schema up to date as [`Db::open`] does; but first refuses a
+/// database that holds a table or view that is not latchkey's, since the
+/// migrations would otherwise put latchkey's tables into whichever database
+/// a mistyped URL names. A database with latchkey's schema (an instance, or
+/// an earlier copy, has migrated it) is for [`CopyUnderWay::begin`] to find
+/// empty or not.
+pub async fn open_target(target: &Location, connections: u32) -> Result<Db, CopyError> {
+    let Location::Postgres(url) = target else {
+        return Err(CopyError::TargetNotPostgres);
+    };
+    let pool = postgres::connect(url, connections).await?;
+    let checked = async {
+        let foreign = foreign_tables(&pool).await?;
+        if !foreign.is_empty() {
+            return Err(CopyError::NotLatchkeys(foreign));
+        }
+        postgres::migrate(&pool).await?;
+        Ok(())
+    }
+    .await;
+    match checked {
+        Ok(()) => Ok(Db {
+            pools: Pools::Postgres(pool),
+        }),
+        Err(e) => {
+            pool.close().await;
+            Err(e)
+        }
+    }
+}
+
+/// The tables and views of the database, outside PostgreSQL's own schemas,
+/// that are not latchkey's, as `schema.name`. A table of one of latchkey's
+/// names is latchkey's only in the schema its migrations use, and only if
+/// the record of migrations there holds latchkey's first: another
+/// application's `users` is not.
+async fn foreign_tables(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    let relations: Vec<(String, bool)> = sqlx::query_as(
+        r"SELECT n.nspname || '.' || c.relname,
+                 (n.nspname = current_schema() AND c.relname::text = ANY($1)) IS TRUE
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+            AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+          ORDER BY 1",
+    )
+    .bind(&SCHEMA[..])
+    .fetch_all(pool)
+    .await?;
+    let latchkeys = relations.iter().any(|(_, named)| *named) && migrated(pool).await?;
+    Ok(relations
+        .into_iter()
+        .filter(|(_, named)| !(*named && latchkeys))
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// Whether latchkey's first migration is recorded in the current schema.
+async fn migrated(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let recorded: bool = sqlx::query_scalar(
+        "SELECT to_regclass(quote_ident(current_schema()) || '._sqlx_migrations') IS NOT NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    if !recorded {
+        return Ok(false);
+    }
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = $1 AND success)",
+    )
+    .bind(postgres::first_migration())
+    .fetch_one(pool)
+    .await
+}
+
 /// A copy under way: the source's read transaction and the target's write
-/// transaction. Nothing of it is visible on the target before [`Copy::commit`];
-/// dropped, it is rolled back.
-pub struct Copy {
+/// transaction. Nothing of it is visible on the target before
+/// [`CopyUnderWay::commit`]; dropped, it is rolled back.
+pub struct CopyUnderWay {
     from: Transaction<'static, Sqlite>,
     to: Transaction<'static, Postgres>,
 }
 
-impl Copy {
+impl CopyUnderWay {
     /// Begins a copy of `source` (SQLite) into `target` (PostgreSQL), whose
-    /// schema must be current, as [`Db::open`] leaves it, and which must hold
-    /// no account, key, todo or signing keyring.
-    pub async fn begin(source: &Db, target: &Db) -> Result<Copy, CopyError> {
+    /// schema must be current, as [`open_target`] leaves it, and which must
+    /// hold no account, key, todo or signing keyring.
+    pub async fn begin(source: &Db, target: &Db) -> Result<CopyUnderWay, CopyError> {
         let Pools::Sqlite(source) = &source.pools else {
             return Err(CopyError::SourceNotSqlite);
         };
@@ -120,7 +231,7 @@ impl Copy {
         // SQLite takes the snapshot at the first read; every later read of
         // this transaction sees the file as it was then.
         let from = source.reader.begin().await?;
-        Ok(Copy { from, to })
+        Ok(CopyUnderWay { from, to })
     }
 
     /// Copies every row of the source's tables.
@@ -137,7 +248,22 @@ impl Copy {
         })
     }
 
-    /// Makes the copied rows the target's.
+    /// Writes the target's signing keyring as [`super::keyring::update`]
+    /// does, but in the copy's transaction: the keyring becomes the target's
+    /// with the rows or not at all, so a copy that fails after it leaves the
+    /// target as empty as the rows do, and can be made again.
+    pub async fn keyring<T, E>(
+        &mut self,
+        change: impl FnOnce(Option<&[u8]>) -> Result<(Vec<u8>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<sqlx::Error>,
+    {
+        super::keyring::update_in(&mut self.to, change).await
+    }
+
+    /// Makes the copied rows, and the keyring if one was written, the
+    /// target's.
     pub async fn commit(self) -> Result<(), CopyError> {
         self.from.rollback().await?;
         self.to.commit().await?;
@@ -191,7 +317,7 @@ trait Table: for<'r> FromRow<'r, SqliteRow> + Send + Unpin + Sized {
     const NAME: &'static str;
     const COLUMNS: &'static str;
     const KEY: &'static str;
-    type Key: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send + std::marker::Copy;
+    type Key: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send + Copy;
 
     fn key(&self) -> Self::Key;
 
@@ -387,4 +513,21 @@ async fn copy_changes(
             .await?;
     }
     Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_first_tables_and_counts_the_rest() {
+        let few: Vec<String> = ["public.orders", "shop.customers"].map(String::from).into();
+        let many: Vec<String> = (1..=8).map(|n| format!("public.t{n}")).collect();
+
+        assert_eq!(listed(&few), "public.orders, shop.customers");
+        assert_eq!(
+            listed(&many),
+            "public.t1, public.t2, public.t3, public.t4, public.t5 and 3 more"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! whole and replaced whole under the row's lock; what they hold is the
 //! keyring module's business.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::{Db, Pools};
 
@@ -29,6 +29,21 @@ where
     E: From<sqlx::Error>,
 {
     let mut tx = postgres(db)?.begin().await?;
+    let outcome = update_in(&mut tx, change).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// [`update`] in a transaction of the caller's, which holds the row's lock
+/// from here to its end and decides whether the keyring is written: with
+/// other writes of its own, it commits or rolls back the keyring with them.
+pub(super) async fn update_in<T, E>(
+    tx: &mut PgConnection,
+    change: impl FnOnce(Option<&[u8]>) -> Result<(Vec<u8>, T), E>,
+) -> Result<T, E>
+where
+    E: From<sqlx::Error>,
+{
     // The migration made the row; this puts it back should someone have
     // deleted it, so that there is always a row to lock.
     sqlx::query("INSERT INTO signing_keyring (id) VALUES (TRUE) ON CONFLICT (id) DO NOTHING")
@@ -44,7 +59,6 @@ where
         .bind(super::now())
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
     Ok(outcome)
 }
 

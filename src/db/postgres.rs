@@ -31,9 +31,16 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// itself, so there is no single-writer queue as with SQLite. Opening it
 /// connects once, so a server that cannot be reached stops the start.
 pub(super) async fn open(url: &str, connections: u32) -> Result<PgPool, DbError> {
+    let pool = connect(url, connections).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// [`open`]'s pool, with the schema left as it is.
+pub(super) async fn connect(url: &str, connections: u32) -> Result<PgPool, DbError> {
     let options = PgConnectOptions::from_str(url)?.application_name("latchkey");
     let target = describe(&options);
-    let pool = PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(connections.max(2))
         .acquire_timeout(ACQUIRE_TIMEOUT)
         // Both checks in place of sqlx's own untimed ping before an acquire.
@@ -42,13 +49,28 @@ pub(super) async fn open(url: &str, connections: u32) -> Result<PgPool, DbError>
         .after_release(|conn, _| Box::pin(answers_in_time(conn)))
         .connect_with(options)
         .await
-        .map_err(|e| DbError::Connect(target, e))?;
-    // sqlx takes an advisory lock around the migrations, so instances that
-    // start together apply each migration once.
+        .map_err(|e| DbError::Connect(target, e))
+}
+
+/// Brings the schema up to date. sqlx takes an advisory lock around the
+/// migrations, so instances that start together apply each migration once.
+pub(super) async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    migrator().run(pool).await?;
+    Ok(())
+}
+
+/// The version of the migration that creates latchkey's schema: a database
+/// whose record of migrations holds it has had latchkey's schema made in it.
+pub(super) fn first_migration() -> i64 {
+    migrator()
+        .iter()
+        .map(|migration| migration.version)
+        .min()
+        .expect("there are PostgreSQL migrations")
+}
+
+fn migrator() -> sqlx::migrate::Migrator {
     super::migrator(sqlx::migrate!("./migrations/postgres"))
-        .run(&pool)
-        .await?;
-    Ok(pool)
 }
 
 /// How long a pooled connection may take to answer a ping, on its way back

@@ -60,8 +60,7 @@ impl DatabaseStore {
     }
 
     fn encode(&self, stored: &StoredKeyring) -> anyhow::Result<Vec<u8>> {
-        let json = serde_json::to_vec(stored).expect("the keyring serialises");
-        seal::seal(&self.secret, &json)
+        sealed(&self.secret, stored)
     }
 
     /// Read, change, write back, all under the keyring row's lock, so two
@@ -104,6 +103,12 @@ impl DatabaseStore {
         )
         .await
     }
+}
+
+/// The keyring as a database stores it.
+pub(super) fn sealed(secret: &KeyringSecret, stored: &StoredKeyring) -> anyhow::Result<Vec<u8>> {
+    let json = serde_json::to_vec(stored).expect("the keyring serialises");
+    seal::seal(secret, &json)
 }
 
 /// `work` on the keyring's row, given at most [`TIMEOUT`].

@@ -127,10 +127,15 @@ impl FileStore {
         Ok(stored)
     }
 
+    /// Where a data directory from before the keyring kept its HS256 secret.
+    pub(super) fn legacy_path(&self) -> PathBuf {
+        self.dir.join(LEGACY_SECRET_FILE)
+    }
+
     /// The HS256 secret of a data directory from before the keyring, if it
     /// has one.
     pub(super) fn legacy_secret(&self) -> anyhow::Result<Option<SigningKey>> {
-        let legacy = self.dir.join(LEGACY_SECRET_FILE);
+        let legacy = self.legacy_path();
         match fs::read_to_string(&legacy) {
             Ok(text) => SigningKey::hs256(text.trim().as_bytes())
                 .map(Some)

@@ -11,10 +11,10 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use latchkey::db::Backend;
+use latchkey::db::{Backend, Db, Location};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::{sqlite::SqliteConnectOptions, Connection, SqliteConnection};
+use sqlx::{sqlite::SqliteConnectOptions, Connection, Executor, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
 use crate::helpers::{
@@ -396,6 +396,28 @@ async fn migrate_refuses_a_target_that_is_not_postgresql_and_a_source_that_is_no
         postgres,
         &["--jwt-secret", "a configured secret of more than 32 bytes"],
     );
+    // The database named by its file, with a data directory that holds no
+    // keyring; then one whose keyring is the secret of a version from before
+    // the keyring, and one without a keyring whose server signs with a
+    // configured key: those two go as far as connecting.
+    let database = format!("sqlite://{}", app.db_path().display());
+    let keyless = app.dir.path().join("keyless");
+    std::fs::create_dir(&keyless).unwrap();
+    let no_keyring = migrate(&keyless, postgres, &["--database-url", &database]);
+    let legacy = app.dir.path().join("legacy");
+    std::fs::create_dir(&legacy).unwrap();
+    std::fs::write(legacy.join("jwt-secret"), "s".repeat(43)).unwrap();
+    let legacy_keyring = migrate(&legacy, postgres, &["--database-url", &database]);
+    let no_keyring_but_configured = migrate(
+        &keyless,
+        postgres,
+        &[
+            "--database-url",
+            &database,
+            "--jwt-secret",
+            "a configured secret of more than 32 bytes",
+        ],
+    );
 
     // Assert
     let must_be = "must be a PostgreSQL URL (postgres://USER@HOST/DATABASE or postgresql://…)";
@@ -438,11 +460,27 @@ async fn migrate_refuses_a_target_that_is_not_postgresql_and_a_source_that_is_no
         stderr.contains("--keyring-secret (LATCHKEY_KEYRING_SECRET) must be 32 bytes"),
         "{stderr}"
     );
+    let connecting = "could not connect to PostgreSQL at 127.0.0.1:1 (database latchkey)";
     let stderr = failed(&configured_key);
+    assert!(stderr.contains(connecting), "{stderr}");
+    let stderr = failed(&no_keyring);
     assert!(
-        stderr.contains("could not connect to PostgreSQL at 127.0.0.1:1 (database latchkey)"),
+        stderr.contains(&format!(
+            "there is no signing keyring to copy: neither {} nor {} exists",
+            keyless.join(latchkey::keyring::KEYRING_FILE).display(),
+            keyless.join("jwt-secret").display()
+        )),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("give that --data-dir, or, if the server signs with --jwt-secret"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(&keyless).unwrap().count(), 0);
+    for out in [&legacy_keyring, &no_keyring_but_configured] {
+        let stderr = failed(out);
+        assert!(stderr.contains(connecting), "{stderr}");
+    }
 }
 
 #[tokio::test]
@@ -497,6 +535,130 @@ async fn migrate_refuses_a_postgresql_database_that_holds_an_account_or_a_keyrin
     );
     assert_eq!(tables(&started.sql).await.counts(), [0, 0, 0, 0]);
     assert_eq!(started.stored_keyring().await, keyring);
+}
+
+#[tokio::test]
+async fn a_data_directory_without_a_keyring_is_refused_before_the_target_is_touched() {
+    if skipped_unless(Backend::Postgres, "the copy's target is PostgreSQL") {
+        return;
+    }
+    // Arrange: an SQLite database with an account, named by its file, and a
+    // data directory without a keyring: not the one its server ran with.
+    let mut app = spawn_sqlite_app_with(|_| {}).await;
+    TestUser::generate().register(&app).await;
+    app.stop().await;
+    let database = format!("sqlite://{}", app.db_path().display());
+    let keyless = tempfile::tempdir().unwrap();
+    let target = PgDatabase::create(&postgres_server().unwrap()).await;
+
+    // Act
+    let out = migrate(
+        keyless.path(),
+        &with_password(&target.url),
+        &["--database-url", &database],
+    );
+
+    // Assert: refused, and the target is as it was made, without even the
+    // schema.
+    let stderr = failed(&out);
+    assert!(
+        stderr.contains("there is no signing keyring to copy"),
+        "{stderr}"
+    );
+    assert_eq!(relations(&target.url).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_database_with_tables_that_are_not_latchkey_s_is_refused_before_its_schema_is_made() {
+    if skipped_unless(Backend::Postgres, "the copy's target is PostgreSQL") {
+        return;
+    }
+    // Arrange: a data directory to copy; databases of another application,
+    // one with a `users` of its own, one with a schema of its own; and one
+    // with latchkey's schema and a table besides.
+    let mut app = spawn_sqlite_app_with(|_| {}).await;
+    TestUser::generate().register(&app).await;
+    app.stop().await;
+    let server = postgres_server().unwrap();
+    let shop = PgDatabase::create(&server).await;
+    execute(
+        &shop.url,
+        "CREATE TABLE users (id integer); CREATE TABLE orders (id integer)",
+    )
+    .await;
+    let billing = PgDatabase::create(&server).await;
+    execute(
+        &billing.url,
+        "CREATE SCHEMA billing; CREATE VIEW billing.invoices AS SELECT 1 AS id",
+    )
+    .await;
+    let beside = PgDatabase::create(&server).await;
+    Db::open(&Location::Postgres(beside.url.clone()), 2)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    execute(&beside.url, "CREATE TABLE orders (id integer)").await;
+    let beside_before = relations(&beside.url).await;
+
+    // Act
+    let data = &app.config.data_dir;
+    let into_shop = migrate(data, &with_password(&shop.url), &[]);
+    let into_billing = migrate(data, &with_password(&billing.url), &[]);
+    let into_beside = migrate(data, &with_password(&beside.url), &[]);
+
+    // Assert: each refused, naming what is not latchkey's, and none given
+    // anything of latchkey's.
+    let stderr = failed(&into_shop);
+    assert!(
+        stderr.contains(
+            "the PostgreSQL database holds tables that are not latchkey's (public.orders, \
+             public.users): latchkey migrate copies only into an empty database, and wrote \
+             nothing, not even latchkey's schema"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        relations(&shop.url).await,
+        ["public.orders", "public.users"]
+    );
+    let stderr = failed(&into_billing);
+    assert!(
+        stderr.contains("tables that are not latchkey's (billing.invoices)"),
+        "{stderr}"
+    );
+    assert_eq!(relations(&billing.url).await, ["billing.invoices"]);
+    let stderr = failed(&into_beside);
+    assert!(
+        stderr.contains("tables that are not latchkey's (public.orders)"),
+        "{stderr}"
+    );
+    assert_eq!(relations(&beside.url).await, beside_before);
+}
+
+/// Runs `sql`, statements separated by semicolons, on the database `url`
+/// names.
+async fn execute(url: &str, sql: &str) {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    conn.execute(sql).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+/// Every table, index, sequence and view of a PostgreSQL database outside
+/// PostgreSQL's own schemas, as `schema.name`.
+async fn relations(url: &str) -> Vec<String> {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    let names = sqlx::query_scalar(
+        r"SELECT n.nspname || '.' || c.relname FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+          ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    names
 }
 
 /// Puts more keys, todos and feed entries than one page of the copy into
@@ -595,7 +757,8 @@ async fn a_copy_that_fails_part_way_leaves_the_target_empty_and_one_that_succeed
     std::fs::write(&keyring_file, &keyring[..keyring.len() / 2]).unwrap();
     let out = migrate(&app.config.data_dir, &with_password(&target.url()), &[]);
 
-    // Assert: the rows went in before the keyring failed, and went with it.
+    // Assert: refused before anything was written, the keyring being read
+    // before the copy begins.
     let stderr = failed(&out);
     assert!(stderr.contains("copying the signing keyring"), "{stderr}");
     assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0]);
@@ -619,6 +782,64 @@ async fn a_copy_that_fails_part_way_leaves_the_target_empty_and_one_that_succeed
     assert_eq!(tables(&on_target).await, copied);
     assert!(holds_a_keyring(&on_target).await);
     source.close().await;
+    on_target.close().await;
+}
+
+#[tokio::test]
+async fn a_copy_whose_commit_fails_leaves_neither_rows_nor_keyring_and_can_be_made_again() {
+    if skipped_unless(Backend::Postgres, "the copy's target is PostgreSQL") {
+        return;
+    }
+    // Arrange: a data directory with an account and its keyring; a target
+    // with latchkey's schema and a check that PostgreSQL runs only at
+    // commit, refusing every account: everything before the commit succeeds.
+    let mut app = spawn_sqlite_app_with(|_| {}).await;
+    TestUser::generate().register(&app).await;
+    app.stop().await;
+    let target = TestDatabase::Postgres(Arc::new(
+        PgDatabase::create(&postgres_server().unwrap()).await,
+    ));
+    Db::open(&Location::Postgres(target.url()), 2)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let mut admin = PgConnection::connect(&target.url()).await.unwrap();
+    admin
+        .execute(
+            "CREATE FUNCTION refuse_accounts() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN RAISE EXCEPTION 'no account commits here'; END $$;
+             CREATE CONSTRAINT TRIGGER refuse_accounts AFTER INSERT ON users
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_accounts();",
+        )
+        .await
+        .unwrap();
+    let on_target = Sql::open(&target).await;
+
+    // Act
+    let out = migrate(&app.config.data_dir, &with_password(&target.url()), &[]);
+
+    // Assert: the commit was refused, and took the keyring with the rows.
+    let stderr = failed(&out);
+    assert!(stderr.contains("committing the copy"), "{stderr}");
+    assert!(stderr.contains("no account commits here"), "{stderr}");
+    assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0]);
+    assert!(!holds_a_keyring(&on_target).await);
+
+    // Act: the check gone, the same copy again.
+    admin
+        .execute("DROP TRIGGER refuse_accounts ON users")
+        .await
+        .unwrap();
+    let out = migrate(&app.config.data_dir, &with_password(&target.url()), &[]);
+
+    // Assert
+    let stdout = succeeded(&out);
+    assert!(stdout.contains("copied 1 account, "), "{stdout}");
+    assert!(stdout.contains("copied 1 signing key from "), "{stdout}");
+    assert_eq!(tables(&on_target).await.counts()[0], 1);
+    assert!(holds_a_keyring(&on_target).await);
+    admin.close().await.unwrap();
     on_target.close().await;
 }
 
