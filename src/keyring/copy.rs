@@ -7,13 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use chrono::Utc;
 
-use super::{
-    database::{sealed, DatabaseStore},
-    file::FileStore,
-    policy::StoredKeyring,
-    seal::KeyringSecret,
-};
-use crate::db::{copy::CopyUnderWay, Db};
+use super::{database::sealed, file::FileStore, policy::StoredKeyring, seal::KeyringSecret};
+use crate::db::copy::CopyUnderWay;
 
 /// A data directory's keyring as it is copied into a database, keys no
 /// server can need any more left out. `latchkey migrate` reads it before it
@@ -76,34 +71,6 @@ impl DataDirKeyring {
         })
         .await
     }
-}
-
-/// Copies the keyring of `data_dir` (as [`DataDirKeyring::read`] finds it)
-/// into `db`'s, sealed with `secret`, in a transaction of its own, and
-/// returns how many keys it copied.
-///
-/// Refuses, writing nothing, if the database already holds a keyring (even
-/// an empty one: the instances on it may be signing with it), and if `db` is
-/// not a PostgreSQL database. With no keyring in the data directory it writes
-/// an empty one, so the database's keyring is sealed with `secret` from the
-/// start, and returns 0.
-pub async fn copy_file_to_database(
-    data_dir: &Path,
-    db: &Db,
-    secret: &KeyringSecret,
-) -> anyhow::Result<usize> {
-    let (stored, file) = match DataDirKeyring::read(data_dir)? {
-        Some(keyring) => (keyring.stored, keyring.file),
-        None => (StoredKeyring::default(), FileStore::new(data_dir).path()),
-    };
-    let copied = stored.keys.len();
-    DatabaseStore::new(db.clone(), secret.clone())
-        .replace(|existing| {
-            refuse_existing(existing, &file)?;
-            Ok(stored)
-        })
-        .await?;
-    Ok(copied)
 }
 
 fn refuse_existing(existing: Option<&[u8]>, file: &Path) -> anyhow::Result<()> {

@@ -31,7 +31,7 @@ use crate::{
     },
 };
 
-pub use copy::{copy_file_to_database, DataDirKeyring};
+pub use copy::DataDirKeyring;
 pub use policy::grace;
 use policy::StoredKeyring;
 pub use seal::{KeyringSecret, OpenError, SecretError};

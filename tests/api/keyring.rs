@@ -1,6 +1,6 @@
 //! The signing keyring on PostgreSQL: kept in the database, sealed with
 //! `--keyring-secret`, shared by every instance on it, rotated through the
-//! command line, copied from a data directory by `copy_file_to_database`,
+//! command line, brought from a keyring file by the first instance,
 //! and never stored in plaintext. Each test returns at once on SQLite, saying
 //! why, except those about what a secret is, which hold on both.
 
@@ -467,89 +467,6 @@ async fn on_sqlite_a_keyring_secret_is_accepted_and_the_keyring_stays_the_file()
     let token = app.user_token().await;
     assert_eq!(app.get(&token, "/me").await.status(), StatusCode::OK);
     assert!(app.config.data_dir.join(keyring::KEYRING_FILE).is_file());
-}
-
-// ---- copying a data directory's keyring ----
-
-#[tokio::test]
-async fn a_data_directory_s_keyring_copied_into_an_empty_database_signs_there_and_is_copied_once() {
-    if skipped_unless(Backend::Postgres, WHY) {
-        return;
-    }
-    // Arrange: a data directory's keyring with a replaced HS256 key and an
-    // EdDSA key.
-    let source = tempfile::tempdir().unwrap();
-    let mut config = Config::new(source.path());
-    let mut hs256 = Keyring::in_file(&config);
-    hs256.load_or_create().await.unwrap();
-    let rotated = hs256.rotate().await.unwrap().remove(0);
-    config.jwt_alg = JwtAlg::EdDsa;
-    Keyring::in_file(&config).load_or_create().await.unwrap();
-    let in_file = states(&Keyring::in_file(&config).list().await.unwrap());
-    let file = source.path().join(keyring::KEYRING_FILE);
-    let file_bytes = std::fs::read(&file).unwrap();
-    let database = empty_database().await;
-    let db = Db::open(&Location::Postgres(database.url()), 2)
-        .await
-        .unwrap();
-
-    // Act
-    let copied = keyring::copy_file_to_database(source.path(), &db, &secret())
-        .await
-        .unwrap();
-    let sealed = stored_sealed(&database).await;
-    let again = keyring::copy_file_to_database(source.path(), &db, &secret())
-        .await
-        .unwrap_err();
-
-    // Assert: every key is there, in the same state...
-    assert_eq!(copied, 3);
-    let in_database = Keyring::in_database(&config, db.clone(), secret())
-        .list()
-        .await
-        .unwrap();
-    assert_eq!(states(&in_database), in_file);
-    // ...a second copy changes nothing, and neither copy changed the file...
-    let again = format!("{again:#}");
-    assert!(again.contains("already holds a signing keyring"), "{again}");
-    assert_eq!(stored_sealed(&database).await, sealed);
-    assert_eq!(std::fs::read(&file).unwrap(), file_bytes);
-    // ...and an instance on the database signs with the copied current key.
-    let app = spawn_app_on_database(&database, |_| {}).await;
-    assert_eq!(kid_of(&app.user_token().await), rotated.current);
-    assert_no_keyring_file(&app);
-    db.close().await;
-}
-
-#[tokio::test]
-async fn copying_a_keyring_into_an_sqlite_database_is_refused() {
-    // Arrange
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::new(dir.path());
-    Keyring::in_file(&config).load_or_create().await.unwrap();
-    let db = Db::open(&Location::SqliteFile(dir.path().join("target.db")), 1)
-        .await
-        .unwrap();
-
-    // Act
-    let refused = keyring::copy_file_to_database(dir.path(), &db, &secret())
-        .await
-        .unwrap_err();
-
-    // Assert
-    let refused = format!("{refused:#}");
-    assert!(refused.contains("only a PostgreSQL database"), "{refused}");
-    db.close().await;
-}
-
-async fn stored_sealed(database: &TestDatabase) -> Option<Vec<u8>> {
-    let mut conn = PgConnection::connect(&database.url()).await.unwrap();
-    let sealed = sqlx::query_scalar("SELECT sealed FROM signing_keyring")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    let _ = conn.close().await;
-    sealed
 }
 
 // ---- nothing in plaintext ----

@@ -23,10 +23,6 @@ enum Link {
     /// Every connection, open or new, is reset at once, as by a database
     /// server that is down or a host that refuses.
     Reset,
-    /// New connections forward; those a cut stalled stay silent for good,
-    /// as behind a firewall or NAT that forgot them while the link was down
-    /// and now drops their packets without a word.
-    Forgotten,
 }
 
 pub struct Proxy {
@@ -75,11 +71,6 @@ impl Proxy {
     pub fn heal(&self) {
         self.link.send_replace(Link::Up);
     }
-
-    /// New connections forward again; those a cut stalled stay stalled.
-    pub fn heal_forgetting_stalled(&self) {
-        self.link.send_replace(Link::Forgotten);
-    }
 }
 
 impl Drop for Proxy {
@@ -96,7 +87,7 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, mut link: watch::Rec
         Link::Reset => return reset(client),
         // Accepted, never answered.
         Link::Cut => return stall(client, link).await,
-        Link::Up | Link::Forgotten => {}
+        Link::Up => {}
     }
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         return reset(client);
@@ -113,7 +104,7 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, mut link: watch::Rec
                         return;
                     }
                     let state = *link.borrow_and_update();
-                    if !matches!(state, Link::Up | Link::Forgotten) {
+                    if state != Link::Up {
                         // What was in flight is dropped with the copy.
                         break state;
                     }
@@ -134,14 +125,10 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, mut link: watch::Rec
 }
 
 /// Holds the connection open without reading or writing until the link
-/// changes again (or the proxy is dropped), then resets it, unless the
-/// change forgets it.
+/// changes again (or the proxy is dropped), then resets it.
 async fn stall(client: TcpStream, mut link: watch::Receiver<Link>) {
-    while link.changed().await.is_ok() {
-        if *link.borrow_and_update() != Link::Forgotten {
-            reset(client);
-            return;
-        }
+    if link.changed().await.is_ok() {
+        reset(client);
     }
 }
 
