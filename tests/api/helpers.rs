@@ -854,6 +854,27 @@ pub fn field_errors(problem: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Polls `app` with `token` on `GET /me` until it is refused as revoked,
+/// which must happen within `within`; meanwhile it must be accepted. Tells
+/// how long it took.
+pub async fn refused_within(
+    app: &TestApp,
+    token: &str,
+    within: std::time::Duration,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    loop {
+        let resp = app.get(token, "/me").await;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            assert_revoked(resp).await;
+            return start.elapsed();
+        }
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(start.elapsed() < within, "still accepted after {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Asserts the RFC 6750 refusal of a revoked token.
 pub async fn assert_revoked(resp: Response) {
     let challenge = www_authenticate(&resp).expect("a bearer challenge");

@@ -30,7 +30,8 @@ use crate::{
         StallingProxy, TestApp, TestDatabase, ISSUER,
     },
     signing::{
-        assert_listed_as_rotated, latchkey, latchkey_with, rotate, wait_for_new_signing_key,
+        assert_listed_as_rotated, jwks, kids, latchkey, latchkey_with, rotate,
+        wait_for_new_signing_key,
     },
     startup::refused,
 };
@@ -656,18 +657,7 @@ async fn a_stalled_database_connection_does_not_hold_the_watcher_and_later_rotat
 
 /// The key ids an instance publishes, from its memory.
 async fn published(app: &TestApp) -> Vec<String> {
-    let set: serde_json::Value = app
-        .get_public("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
-    set["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect()
+    kids(&jwks(app).await)
 }
 
 // ---- the upgrade from a keyring file ----

@@ -22,8 +22,8 @@ use tokio::task::JoinHandle;
 
 use crate::{
     helpers::{
-        assert_oauth_error, assert_problem, assert_revoked, skipped_unless, spawn_app_with,
-        TestApp, TestKey, TestUser, ISSUER,
+        assert_oauth_error, assert_problem, assert_revoked, refused_within, skipped_unless,
+        spawn_app_with, TestApp, TestKey, TestUser, ISSUER,
     },
     proxy::Proxy,
 };
@@ -141,24 +141,6 @@ where
             resp.status()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Polls until `app` refuses `token` as revoked; meanwhile it must accept it.
-async fn refused_within(app: &TestApp, token: &str) -> Duration {
-    let start = Instant::now();
-    loop {
-        let (resp, _) = timed(app.get(token, "/me")).await;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            assert_revoked(resp).await;
-            return start.elapsed();
-        }
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert!(
-            start.elapsed() < BACK_WITHIN,
-            "still accepted {BACK_WITHIN:?} after the heal"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -310,8 +292,8 @@ async fn an_instance_cut_off_from_postgres_answers_503_promptly_and_serves_again
 
     // Assert: b learns the revocations and serves again, as it is.
     let (key_revoked, signed_out) = tokio::join!(
-        refused_within(&b, &doomed_token),
-        refused_within(&b, &bob_login)
+        refused_within(&b, &doomed_token, BACK_WITHIN),
+        refused_within(&b, &bob_login, BACK_WITHIN)
     );
     eprintln!("revocations learned {key_revoked:?} and {signed_out:?} after the heal");
     eventually("GET /todos", StatusCode::OK, || b.get(&ada_login, "/todos")).await;

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use latchkey::db::Backend;
 
 use crate::helpers::{
-    assert_oauth_error, assert_problem, assert_revoked, spawn_app, spawn_app_on, spawn_app_with,
-    test_backend, www_authenticate, TestApp, TestKey, TestUser, ISSUER,
+    assert_oauth_error, assert_problem, assert_revoked, refused_within, spawn_app, spawn_app_on,
+    spawn_app_with, test_backend, www_authenticate, TestApp, TestKey, TestUser, ISSUER,
 };
 
 /// How long another instance may take to learn a change: it reloads twice a
@@ -26,24 +26,6 @@ async fn spawn_shared() -> TestApp {
 
 async fn me(app: &TestApp, token: &str) -> Response {
     app.get(token, "/me").await
-}
-
-/// Polls `app` until it refuses `token`, failing after [`ELSEWHERE`].
-async fn refused_within(app: &TestApp, token: &str) -> Duration {
-    let start = Instant::now();
-    loop {
-        let resp = me(app, token).await;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            assert_revoked(resp).await;
-            return start.elapsed();
-        }
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert!(
-            start.elapsed() < ELSEWHERE,
-            "still accepted after {ELSEWHERE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A user with a login token and a key-minted token.
@@ -427,7 +409,7 @@ async fn others(one: &TestApp) -> [TestApp; 2] {
 /// Polls each of `apps` until it refuses `token`.
 async fn refused_by_all(apps: &[TestApp], token: &str) {
     for app in apps {
-        refused_within(app, token).await;
+        refused_within(app, token, ELSEWHERE).await;
     }
 }
 

@@ -21,13 +21,13 @@ async fn eddsa_app() -> TestApp {
     spawn_app_with(|c| c.jwt_alg = JwtAlg::EdDsa).await
 }
 
-async fn jwks(app: &TestApp) -> Value {
+pub async fn jwks(app: &TestApp) -> Value {
     let resp = app.get_public("/.well-known/jwks.json").await;
     assert_eq!(resp.status(), StatusCode::OK);
     resp.json().await.unwrap()
 }
 
-fn kids(set: &Value) -> Vec<String> {
+pub fn kids(set: &Value) -> Vec<String> {
     set["keys"]
         .as_array()
         .unwrap()
