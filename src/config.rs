@@ -6,6 +6,9 @@ use clap::{Args, ValueEnum};
 
 use crate::domain::signing::SigningAlg;
 
+mod limits;
+pub use limits::Limits;
+
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./latchkey-data";
 pub const DEFAULT_AUDIENCE: &str = "latchkey";
@@ -144,6 +147,9 @@ pub struct Config {
         global = true
     )]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub limits: Limits,
 }
 
 impl Config {
@@ -168,6 +174,7 @@ impl Config {
             revocation_reload_every: crate::revocations::RELOAD_EVERY,
             shutdown_delay: Duration::ZERO,
             log_format: LogFormat::Pretty,
+            limits: Limits::default(),
         }
     }
 

@@ -113,6 +113,7 @@ impl App {
             last_used: Arc::new(LastUsed::default()),
             revocations,
             registration_open: config.registration == Registration::Open,
+            limits: config.limits.clone(),
             draining: AtomicBool::new(false),
         });
 

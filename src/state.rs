@@ -2,7 +2,9 @@
 
 use std::sync::{atomic::AtomicBool, Arc};
 
-use crate::{db::Db, domain::tokens::Tokens, last_used::LastUsed, revocations::Revocations};
+use crate::{
+    config::Limits, db::Db, domain::tokens::Tokens, last_used::LastUsed, revocations::Revocations,
+};
 
 pub struct AppState {
     pub db: Db,
@@ -10,6 +12,7 @@ pub struct AppState {
     pub last_used: Arc<LastUsed>,
     pub revocations: Arc<Revocations>,
     pub registration_open: bool,
+    pub limits: Limits,
     /// Set once shutdown begins, so `/ready` sends load balancers elsewhere
     /// while requests drain.
     pub draining: AtomicBool,
