@@ -12,6 +12,7 @@ pub mod last_used;
 pub mod migrate;
 pub mod owner_only;
 pub mod revocations;
+pub mod server;
 pub mod service;
 pub mod state;
 pub mod tasks;
@@ -28,10 +29,7 @@ use std::{
 };
 
 use anyhow::Context;
-use poem::{
-    listener::{Acceptor, Listener, TcpListener},
-    Server,
-};
+use tokio::net::TcpListener;
 
 use crate::{
     config::{Config, Registration},
@@ -40,6 +38,7 @@ use crate::{
     keyring::Keyring,
     last_used::LastUsed,
     revocations::Revocations,
+    server::ConnectionLimits,
     state::AppState,
     tasks::BackgroundTasks,
 };
@@ -49,7 +48,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A built server: listening, migrated, not yet serving.
 pub struct App {
-    acceptor: poem::listener::TcpAcceptor,
+    listener: TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
     tasks: BackgroundTasks,
@@ -60,14 +59,11 @@ impl App {
     /// Binds first (so port 0 resolves to a real port), then prepares the data
     /// directory, the database and the signing key.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let acceptor = TcpListener::bind(config.bind)
-            .into_acceptor()
+        let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
-        let addr = acceptor
+        let addr = listener
             .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
             .context("the listener has no address")?;
 
         // Refused before anything is opened, even where it goes unused.
@@ -131,7 +127,7 @@ impl App {
             tasks.add_until_stopped("keyring watcher", keyring.watch(Arc::clone(&state.tokens)));
         }
         Ok(App {
-            acceptor,
+            listener,
             addr,
             state,
             tasks,
@@ -168,16 +164,16 @@ impl App {
                 tokio::time::sleep(delay).await;
             }
         };
-        let served = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(
-                http::app(Arc::clone(&self.state)),
-                stop,
-                Some(DRAIN_TIMEOUT),
-            )
-            .await;
+        server::serve(
+            self.listener,
+            http::app(Arc::clone(&self.state)),
+            ConnectionLimits::new(&self.state.limits),
+            stop,
+            DRAIN_TIMEOUT,
+        )
+        .await;
         let stopped = tasks.stop().await;
         self.state.db.close().await;
-        served.context("serving HTTP")?;
         stopped
     }
 

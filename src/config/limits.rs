@@ -38,15 +38,15 @@ pub struct Limits {
     )]
     pub trusted_proxies: Vec<IpNet>,
 
-    /// How long a client may take to send a request's headers before the connection is closed.
+    /// How long a client may take to send a request's line and headers, from the connection's opening or, between requests, from the next request's first byte; a slower one is disconnected without an answer.
     #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub header_timeout: Duration,
 
-    /// How long a keep-alive connection may sit idle between requests before it is closed.
+    /// How long a keep-alive connection may have no request in flight (HTTP/2: no open stream) before it is closed.
     #[arg(long, env = "LATCHKEY_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
     pub idle_timeout: Duration,
 
-    /// How long a request may take in all before it is answered 503.
+    /// How long a request may take in all, its body included, before it is answered 503 with Retry-After.
     #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub request_timeout: Duration,
 
@@ -54,7 +54,7 @@ pub struct Limits {
     #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub max_connections: Option<u32>,
 
-    /// Concurrent HTTP/2 streams per connection.
+    /// Concurrent HTTP/2 streams per connection; a stream past it is refused with REFUSED_STREAM.
     #[arg(long, env = "LATCHKEY_HTTP2_MAX_STREAMS", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub http2_max_streams: u32,
 

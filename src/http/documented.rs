@@ -9,8 +9,60 @@ use poem_openapi::{
     ApiResponse,
 };
 
+use serde_json::{json, Value};
+
 use super::problem::{Problem, PROBLEM_JSON};
 use crate::error::Error;
+
+/// The `503` of a request that outlives `--request-timeout`, which the
+/// middleware around every route answers, not a handler.
+const TIMED_OUT: &str = "The request took longer than the request timeout \
+    (`--request-timeout`); if it changes something, the change may or may not have been \
+    made. Try again after `Retry-After` seconds.";
+
+/// Documents on every operation of `doc` what any of them may answer
+/// whatever its handler does: where an operation already documents a
+/// `503`, its description says so too; elsewhere the `503` is added as
+/// problem+json.
+pub fn document_shared(doc: &mut Value) {
+    let operations = doc
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|ops| ops.values_mut());
+    for op in operations {
+        let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        match responses.get_mut("503") {
+            Some(documented) => {
+                let before = documented["description"].as_str().unwrap_or_default();
+                let also = format!("{before} Also: {}", TIMED_OUT.replacen("The", "the", 1));
+                documented["description"] = Value::String(also);
+            }
+            None => {
+                responses.insert(
+                    "503".into(),
+                    json!({
+                        "description": TIMED_OUT,
+                        "content": {
+                            PROBLEM_JSON: { "schema": { "$ref": "#/components/schemas/Problem" } }
+                        },
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds to wait before trying again.",
+                                "deprecated": false,
+                                "schema": { "type": "string" }
+                            }
+                        }
+                    }),
+                );
+            }
+        }
+    }
+}
 
 /// The error statuses an operation documents, each with what it means there.
 pub trait Documented: Send + Sync + 'static {

@@ -1,10 +1,13 @@
 //! What every request passes through before it reaches an operation.
 
+use std::time::Duration;
+
 use poem::{
     http::{header, Version},
     Body, Endpoint, IntoResponse, Request, Response,
 };
 
+use super::oauth;
 use crate::error::Error;
 
 /// No request this API takes comes near this; anything larger is refused before
@@ -37,4 +40,32 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<
         None => {}
     }
     next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// What a client whose request ran out of time is told.
+pub const TIMED_OUT: &str = "The request took longer than this server allows. If it changes \
+     something, the change may or may not have been made: look before repeating it";
+
+/// Answers `503` with `Retry-After` for a request not answered within
+/// `limit`, its body included (a client that sends it slowly holds nothing
+/// for longer): RFC 6749's `temporarily_unavailable` at the OAuth endpoints,
+/// problem+json elsewhere. The request's work is dropped where it stands.
+pub async fn time_limit<E: Endpoint>(
+    next: E,
+    req: Request,
+    limit: Duration,
+) -> poem::Result<Response> {
+    let oauth = oauth::is_endpoint(req.uri().path());
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    match tokio::time::timeout(limit, next.call(req)).await {
+        Ok(answered) => answered.map(IntoResponse::into_response),
+        Err(_) => {
+            tracing::warn!(%method, path, ?limit, "request timed out");
+            if oauth {
+                Ok(oauth::timed_out())
+            } else {
+                Err(Error::Unavailable(TIMED_OUT).into())
+            }
+        }
+    }
 }

@@ -24,6 +24,7 @@ use self::problem::Routes;
 use crate::state::AppState;
 
 pub fn app(state: Arc<AppState>) -> impl Endpoint {
+    let request_timeout = state.limits.request_timeout;
     let base_url = state.tokens.issuer().trim_end_matches('/').to_owned();
     let doc = spec::document(&base_url);
     let (json, yaml) = (spec::to_json(&doc), spec::to_yaml(&doc));
@@ -51,6 +52,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .at("/docs/*file", get(docs::swagger_ui.data(docs::config())))
         .data(state)
         .around(middleware::limit_body)
+        .around(move |next, req| middleware::time_limit(next, req, request_timeout))
         .around(move |next, req| problem::problems(next, req, Arc::clone(&routes)))
         .with(CatchPanic::new().with_handler(|_| problem::panicked()))
 }

@@ -1,7 +1,13 @@
 //! RFC 6749 §5.2 error bodies, which the token, revocation and introspection
 //! endpoints answer instead of problem+json: OAuth clients parse these.
 
+use poem::{
+    http::{header, StatusCode},
+    IntoResponse, Response,
+};
 use poem_openapi::{payload::Json, Object};
+
+use super::problem::RETRY_AFTER_SECS;
 
 /// RFC 6749 §5.2.
 #[derive(Debug, Object)]
@@ -16,6 +22,13 @@ pub struct OAuthError {
 /// Every answer of these endpoints: a token or a client's secret must not
 /// sit in a cache.
 pub const NO_STORE: &str = "no-store";
+
+/// The endpoints that answer these bodies.
+pub const ENDPOINTS: [&str; 3] = ["/auth/token", "/auth/revoke", "/auth/introspect"];
+
+pub fn is_endpoint(path: &str) -> bool {
+    ENDPOINTS.contains(&path)
+}
 
 /// RFC 6749 §5.2's challenge for a client that failed HTTP Basic.
 pub const BASIC_CHALLENGE: &str = r#"Basic realm="latchkey", charset="UTF-8""#;
@@ -43,4 +56,20 @@ pub fn server_error(cause: &anyhow::Error) -> Json<OAuthError> {
         "server_error",
         "The server failed; the error has been logged.",
     )
+}
+
+/// The request took longer than the server allows: the `503` these
+/// endpoints document, with its `Retry-After`.
+pub fn timed_out() -> Response {
+    error(
+        "temporarily_unavailable",
+        format!(
+            "{}; retry after the time in Retry-After.",
+            super::middleware::TIMED_OUT
+        ),
+    )
+    .with_status(StatusCode::SERVICE_UNAVAILABLE)
+    .with_header(header::CACHE_CONTROL, NO_STORE)
+    .with_header(header::RETRY_AFTER, RETRY_AFTER_SECS)
+    .into_response()
 }

@@ -44,7 +44,9 @@ pub fn service(base_url: &str) -> OpenApiService<impl OpenApi, ()> {
 /// - token URLs are absolute, because Postman and Insomnia copy them as they
 ///   stand and cannot fetch a relative one;
 /// - the client-credentials flow comes first, because those importers set up
-///   only the first flow, and an API key is what this service is for.
+///   only the first flow, and an API key is what this service is for;
+/// - the answers any operation may give whatever its handler does are
+///   documented on each (see `documented::document_shared`).
 pub fn document(base_url: &str) -> Value {
     let mut doc: Value =
         serde_json::from_str(&service(base_url).spec()).expect("poem-openapi writes JSON");
@@ -76,6 +78,7 @@ pub fn document(base_url: &str) -> Value {
             }
         }
     }
+    super::documented::document_shared(&mut doc);
     doc
 }
 

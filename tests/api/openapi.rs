@@ -296,6 +296,32 @@ fn every_operation_documents_an_error_response() {
 }
 
 #[test]
+fn every_operation_documents_the_request_timeouts_503_with_retry_after() {
+    // Arrange
+    let spec = spec();
+
+    // Act
+    let ops = operations(&spec);
+
+    // Assert
+    for (method, path, op) in &ops {
+        let unavailable = &op["responses"]["503"];
+        let description = unavailable["description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains("--request-timeout"),
+            "{method} {path} does not document the request timeout: {unavailable}"
+        );
+        let headers = unavailable["headers"].as_object().unwrap();
+        assert!(
+            headers
+                .keys()
+                .any(|h| h.eq_ignore_ascii_case("retry-after")),
+            "{method} {path} 503 has no Retry-After"
+        );
+    }
+}
+
+#[test]
 fn every_operation_but_the_public_ones_needs_a_token_and_documents_401() {
     // Arrange
     let spec = spec();
