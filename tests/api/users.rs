@@ -138,12 +138,59 @@ async fn register_accepts_passwords_of_exactly_8_and_128_characters() {
     let app = spawn_app().await;
 
     // Act
-    let shortest = app.register("eight@example.com", "12345678").await;
+    let shortest = app.register("eight@example.com", "0a1b2c3d").await;
     let longest = app.register("long@example.com", &"é".repeat(128)).await;
 
     // Assert
     assert_eq!(shortest.status(), StatusCode::CREATED);
     assert_eq!(longest.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn register_rejects_a_common_password_in_any_case_with_422() {
+    // Arrange
+    let app = spawn_app().await;
+
+    for (i, common) in ["12345678", "PassWord1", "QWERTYUIOP", "iloveyou"]
+        .into_iter()
+        .enumerate()
+    {
+        // Act
+        let resp = app
+            .register(&format!("common{i}@example.com"), common)
+            .await;
+
+        // Assert
+        let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(field_errors(&problem), ["password"]);
+        assert!(
+            problem["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("most common passwords"),
+            "{problem}"
+        );
+        assert!(!problem.to_string().contains(common), "{problem}");
+    }
+    assert_eq!(user_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn register_rejects_a_password_of_only_whitespace_with_422() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app.register("ada@example.com", " \t  \u{a0}    ").await;
+
+    // Assert
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["password"]);
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "must not be only whitespace"
+    );
+    assert_eq!(user_count(&app).await, 0);
 }
 
 #[tokio::test]
