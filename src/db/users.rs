@@ -85,6 +85,45 @@ pub async fn find_login(db: &Db, email: &Email) -> Result<Option<Login>, sqlx::E
     .await)
 }
 
+/// An account's record and password hash by its id, for checking the
+/// password of an account that holds a token.
+pub async fn find_login_by_id(db: &Db, id: Uuid) -> Result<Option<Login>, sqlx::Error> {
+    on_backend!(db.reader(), |pool| sqlx::query_as(
+        "SELECT id, email, role, disabled, created_at, password_hash FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// Stores an account's new password hash and signs the account out, in one
+/// transaction: a new password never lands with the old tokens still good,
+/// nor a sign-out without the new password. `None` (and nothing changed) if
+/// the account no longer exists or was disabled meanwhile.
+pub async fn set_password(
+    db: &Db,
+    id: Uuid,
+    password_hash: &str,
+    lifetime: Millis,
+) -> Result<Option<Change>, sqlx::Error> {
+    on_backend!(db.writer(), |pool| {
+        let mut tx = pool.begin().await?;
+        let updated =
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1 AND NOT disabled")
+                .bind(id)
+                .bind(password_hash)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        let change = super::changes::record(&mut *tx, id, ChangeKind::SignedOut, lifetime).await?;
+        tx.commit().await?;
+        Ok(Some(change))
+    })
+}
+
 const GET: &str = "SELECT id, email, role, disabled, created_at FROM users WHERE id = $1";
 
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<User>, sqlx::Error> {

@@ -1,10 +1,12 @@
 //! Accounts: registration, the first admin from the command line, the
-//! caller's account as it is now, and signing out everywhere.
+//! caller's account as it is now, changing a password, and signing out
+//! everywhere.
 
 use std::sync::LazyLock;
 
 use anyhow::Context;
 use tokio::sync::Semaphore;
+use uuid::Uuid;
 
 use crate::{
     db::{
@@ -76,9 +78,7 @@ pub async fn with_argon2<T: Send + 'static>(
 pub async fn current(db: &Db, claims: &Claims) -> Result<User, Error> {
     match db::users::get(db, claims.user_id).await? {
         Some(user) if !user.disabled => Ok(user),
-        _ => Err(Error::Forbidden(
-            "This account is disabled; its tokens can no longer change anything",
-        )),
+        _ => Err(DISABLED),
     }
 }
 
@@ -89,6 +89,63 @@ pub async fn sign_out(state: &AppState, claims: &Claims) -> Result<(), Error> {
     let change = db::changes::sign_out(&state.db, claims.user_id, lifetime).await?;
     state.revocations.committed(vec![change]).await;
     Ok(())
+}
+
+/// `PUT /me/password`: checks the account's current password, stores the
+/// new one's argon2id hash and, in the same transaction, signs the account
+/// out, so every token issued before stops working on every instance. The
+/// API keys stay valid.
+///
+/// The new password is judged first: a refused one answers before the
+/// current password is looked at, so a bad request tells nothing about it.
+pub async fn change_password(
+    state: &AppState,
+    claims: &Claims,
+    current_password: String,
+    new_password: String,
+) -> Result<(), Error> {
+    let new = Password::parse_new(new_password).map_err(|m| Error::invalid("new_password", m))?;
+    let current = Password::offered(current_password);
+    verify_current_password(state, claims.user_id, current).await?;
+    let hash = with_argon2(move || new.hash())
+        .await
+        .context("hashing a password")?
+        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
+    let lifetime = state.revocations.lifetime();
+    let change = db::users::set_password(&state.db, claims.user_id, &hash, lifetime)
+        .await?
+        .ok_or(DISABLED)?;
+    state.revocations.committed(vec![change]).await;
+    Ok(())
+}
+
+const DISABLED: Error =
+    Error::Forbidden("This account is disabled; its tokens can no longer change anything");
+
+/// The one place a password offered to prove that the caller is the
+/// account's owner, rather than to log in, is checked: anything that counts
+/// such guesses belongs here. A wrong password is a `422` naming
+/// `current_password`; a disabled (or deleted) account's is refused whatever
+/// it is, after the same argon2 run.
+async fn verify_current_password(
+    state: &AppState,
+    user_id: Uuid,
+    offered: Password,
+) -> Result<(), Error> {
+    let login = db::users::find_login_by_id(&state.db, user_id).await?;
+    let stored = login.as_ref().map(|l| l.password_hash.clone());
+    let verified = with_argon2(move || offered.verify(stored.as_deref()))
+        .await
+        .context("verifying a password")?;
+    match login {
+        Some(login) if login.user.disabled => Err(DISABLED),
+        Some(_) if verified => Ok(()),
+        Some(_) => Err(Error::invalid(
+            "current_password",
+            "is not this account's password",
+        )),
+        None => Err(DISABLED),
+    }
 }
 
 /// Like [`current`], and the account must still be an admin.

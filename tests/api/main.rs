@@ -18,6 +18,7 @@ mod lifecycle;
 mod migrate;
 mod openapi;
 mod partition;
+mod password;
 mod postgres;
 mod proxy;
 mod readme;
