@@ -68,6 +68,51 @@ pub async fn insert(
     })
 }
 
+/// The accounts whose stored email holds a character beyond ASCII, in
+/// creation order: the only ones that folding an address can change, since
+/// ASCII was lower-cased already and neither NFC nor IDNA changes it.
+pub async fn with_non_ascii_email(db: &Db) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let sql = match db.backend() {
+        // SQLite's length() counts characters, and a blob's bytes.
+        Backend::Sqlite => {
+            "SELECT id, email FROM users
+             WHERE length(email) <> length(CAST(email AS BLOB)) ORDER BY id"
+        }
+        Backend::Postgres => {
+            "SELECT id, email FROM users WHERE length(email) <> octet_length(email) ORDER BY id"
+        }
+    };
+    on_backend!(db.writer(), |pool| sqlx::query_as(sql)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Replaces an account's email if it is still `old`. `Ok(false)` if it is
+/// not (another instance changed it first).
+pub async fn replace_email(
+    db: &Db,
+    id: Uuid,
+    old: &str,
+    new: &Email,
+) -> Result<bool, InsertUserError> {
+    on_backend!(db.writer(), |pool| sqlx::query(
+        "UPDATE users SET email = $3 WHERE id = $1 AND email = $2"
+    )
+    .bind(id)
+    .bind(old)
+    .bind(new.as_str())
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected() == 1))
+    .map_err(|e| {
+        if super::is_unique_violation(&e) {
+            InsertUserError::EmailTaken
+        } else {
+            e.into()
+        }
+    })
+}
+
 /// What a password login needs to know about an account.
 #[derive(FromRow)]
 pub struct Login {

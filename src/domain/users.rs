@@ -6,26 +6,44 @@ use std::{
     sync::{LazyLock, OnceLock},
 };
 
+use unicode_normalization::UnicodeNormalization;
+
 use argon2::{
     password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
     Argon2,
 };
 
-/// An email address, validated and lower-cased so that `A@x.io` and `a@x.io`
-/// are one account.
+/// An email address, validated and folded so that two spellings of one
+/// mailbox are one account: lower-cased (`A@x.io` and `a@x.io`),
+/// NFC-normalised (a precomposed `ä` and `a` followed by a combining
+/// diaeresis), and its domain in IDNA ASCII form (`exämple.com` and
+/// `xn--exmple-cua.com`). A look-alike from another script, such as a
+/// Cyrillic `а` for a Latin `a`, is another domain and stays another address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(s: &str) -> Result<Email, &'static str> {
-        let s = s.trim().to_lowercase();
+        const NOT_AN_EMAIL: &str = "must be an email address such as ada@example.com";
+        let s: String = s.trim().to_lowercase().nfc().collect();
         if s.len() > 254 {
             return Err("must be at most 254 characters");
         }
-        if !email_address::EmailAddress::is_valid(&s) {
-            return Err("must be an email address such as ada@example.com");
+        let (local, domain) = s.rsplit_once('@').ok_or(NOT_AN_EMAIL)?;
+        // A domain literal (`[192.0.2.1]`) is no name to fold.
+        let domain = if domain.starts_with('[') {
+            domain.to_owned()
+        } else {
+            idna::domain_to_ascii(domain).map_err(|_| NOT_AN_EMAIL)?
+        };
+        let folded = format!("{local}@{domain}");
+        if folded.len() > 254 {
+            return Err("must be at most 254 characters");
         }
-        Ok(Email(s))
+        if !email_address::EmailAddress::is_valid(&folded) {
+            return Err(NOT_AN_EMAIL);
+        }
+        Ok(Email(folded))
     }
 
     pub fn as_str(&self) -> &str {
@@ -129,6 +147,39 @@ mod tests {
     }
 
     #[test]
+    fn an_internationalised_domain_is_folded_to_its_ascii_form() {
+        let folded = Email::parse("user@xn--exmple-cua.com").unwrap();
+        assert_eq!(folded.as_str(), "user@xn--exmple-cua.com");
+        for spelling in [
+            "user@exämple.com",
+            "User@EXÄMPLE.com",
+            "user@exa\u{308}mple.com",
+            "user@xn--EXMPLE-cua.com",
+        ] {
+            assert_eq!(Email::parse(spelling).unwrap(), folded, "{spelling:?}");
+        }
+    }
+
+    #[test]
+    fn the_local_part_is_nfc_normalised_and_kept_otherwise() {
+        let composed = Email::parse("j\u{f6}rg@example.com").unwrap();
+        assert_eq!(composed.as_str(), "jörg@example.com");
+        assert_eq!(Email::parse("jo\u{308}rg@example.com").unwrap(), composed);
+        assert_eq!(Email::parse("JÖRG@example.com").unwrap(), composed);
+    }
+
+    #[test]
+    fn a_look_alike_from_another_script_is_another_address() {
+        // The `а` of "exаmple" below is U+0430, CYRILLIC SMALL LETTER A.
+        let look_alike = Email::parse("user@ex\u{430}mple.com").unwrap();
+        assert_ne!(look_alike, Email::parse("user@example.com").unwrap());
+        assert!(
+            look_alike.as_str().starts_with("user@xn--"),
+            "{look_alike:?}"
+        );
+    }
+
+    #[test]
     fn malformed_emails_are_refused() {
         for bad in [
             "",
@@ -138,6 +189,8 @@ mod tests {
             "a b@example.com",
             "a\0b@example.com",
             "\"a\0b\"@example.com",
+            "ada@exa..mple.com",
+            "ada@xn--a.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }

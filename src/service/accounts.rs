@@ -2,7 +2,7 @@
 //! caller's account as it is now, changing a password, and signing out
 //! everywhere.
 
-use std::sync::LazyLock;
+use std::{collections::BTreeMap, sync::LazyLock};
 
 use anyhow::Context;
 use tokio::sync::Semaphore;
@@ -52,6 +52,80 @@ pub async fn create(db: &Db, email: &str, password: String, role: Role) -> Resul
             }
             InsertUserError::Db(e) => e.into(),
         })
+}
+
+/// What [`fold_stored_emails`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Folded {
+    /// Accounts whose email was rewritten in folded form.
+    pub rewritten: usize,
+    /// Accounts left as they were, because their address folds to one that
+    /// another account holds or would hold, or does not parse.
+    pub left: usize,
+}
+
+/// Brings the emails stored by earlier versions, which were only
+/// lower-cased, to the folded form [`Email::parse`] gives, so that their
+/// owners log in with any spelling. Run at start-up, after the schema
+/// migrations; running it again (or on two instances at once) changes
+/// nothing more.
+///
+/// When several accounts fold to one address, none of them is changed: the
+/// one already stored in folded form (if any) keeps logging in, and the
+/// others keep their stored address until an operator decides; they are
+/// named in a warning by id only (an address is personal data).
+pub async fn fold_stored_emails(db: &Db) -> Result<Folded, Error> {
+    let mut by_address: BTreeMap<String, (Email, Vec<(Uuid, String)>)> = BTreeMap::new();
+    let mut done = Folded::default();
+    for (id, stored) in db::users::with_non_ascii_email(db).await? {
+        match Email::parse(&stored) {
+            Ok(email) => by_address
+                .entry(email.as_str().to_owned())
+                .or_insert_with(|| (email, Vec::new()))
+                .1
+                .push((id, stored)),
+            Err(_) => {
+                tracing::warn!(%id, "an account's stored email does not parse; left as it is");
+                done.left += 1;
+            }
+        }
+    }
+    for (email, accounts) in by_address.into_values() {
+        if let [(id, stored)] = accounts.as_slice() {
+            if stored == email.as_str() {
+                continue;
+            }
+            match db::users::replace_email(db, *id, stored, &email).await {
+                Ok(true) => done.rewritten += 1,
+                Ok(false) => {}
+                Err(InsertUserError::EmailTaken) => {
+                    tracing::warn!(
+                        %id,
+                        "an account's email folds to the address of another account; \
+                         left as it is, so it cannot log in until one of the two is changed"
+                    );
+                    done.left += 1;
+                }
+                Err(InsertUserError::Db(e)) => return Err(e.into()),
+            }
+        } else {
+            let ids: Vec<String> = accounts.iter().map(|(id, _)| id.to_string()).collect();
+            tracing::warn!(
+                ids = %ids.join(", "),
+                "these accounts' emails fold to one address; all are left as they are, \
+                 so only the one stored in folded form, if any, can log in"
+            );
+            done.left += accounts.len();
+        }
+    }
+    if done != Folded::default() {
+        tracing::info!(
+            rewritten = done.rewritten,
+            left = done.left,
+            "stored emails brought to their folded form"
+        );
+    }
+    Ok(done)
 }
 
 /// Runs an argon2 hash or check on the blocking pool, at most one per core at
