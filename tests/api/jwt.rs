@@ -251,6 +251,38 @@ async fn a_hand_signed_token_with_the_real_secret_is_accepted() {
 }
 
 #[tokio::test]
+async fn a_secret_file_signs_the_tokens_with_its_secret_less_the_trailing_newline() {
+    // Arrange: the file as `openssl rand -base64 48 > file` writes it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwt-secret");
+    std::fs::write(&path, format!("{SECRET}\n")).unwrap();
+    let app = spawn_app_with(|c| {
+        c.jwt_secret_file = Some(path);
+        c.issuer = Some(ISSUER.into());
+    })
+    .await;
+    let real = app.user_token().await;
+    let claims = fresh_claims(&real);
+    let with_secret = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
+    let with_newline = format!("{SECRET}\n");
+    let with_file_bytes = sign(
+        &claims,
+        Algorithm::HS256,
+        with_newline.as_bytes(),
+        &kid_of(&real),
+    );
+
+    // Act
+    let issued = app.get(&real, "/me").await;
+    let hand_signed = app.get(&with_secret, "/me").await;
+
+    // Assert
+    assert_eq!(issued.status(), StatusCode::OK);
+    assert_eq!(hand_signed.status(), StatusCode::OK);
+    assert_refused_everywhere(&app, &with_file_bytes).await;
+}
+
+#[tokio::test]
 async fn a_token_with_alg_none_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
