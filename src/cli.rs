@@ -195,8 +195,8 @@ async fn migrate(config: &Config, to: &DatabaseUrl) -> anyhow::Result<()> {
             keyring.from.display()
         ),
         None => println!(
-            "copied no signing keyring: the signing key is set by --jwt-secret or \
-             --jwt-key-file; give every instance on the database the same"
+            "copied no signing keyring: the signing key is set by --jwt-secret, \
+             --jwt-secret-file or --jwt-key-file; give every instance on the database the same"
         ),
     }
     Ok(())
@@ -209,7 +209,7 @@ fn count(n: u64, one: &str, many: &str) -> String {
 async fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Result<()> {
     if keyring::configured(config)?.is_some() {
         bail!(
-            "the signing key is set by --jwt-secret or --jwt-key-file (or their LATCHKEY_ variables), \
+            "the signing key is set by --jwt-secret, --jwt-secret-file or --jwt-key-file (or their LATCHKEY_ variables), \
              not kept in a keyring: to change it, change that setting and restart"
         );
     }

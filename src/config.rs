@@ -68,15 +68,24 @@ pub struct Config {
     )]
     pub database_url: Option<String>,
 
-    /// HS256 signing secret, at least 32 bytes [default: a rotatable key generated into the data directory, mode 0600]
+    /// HS256 signing secret: at least 32 bytes with at least 16 different byte values (`openssl rand -base64 48` makes one); prefer --jwt-secret-file, which keeps it out of the process list [default: a rotatable key generated into the data directory, mode 0600]
     #[arg(
         long,
         env = "LATCHKEY_JWT_SECRET",
         hide_env_values = true,
-        conflicts_with = "jwt_key_file",
+        conflicts_with_all = ["jwt_key_file", "jwt_secret_file"],
         global = true
     )]
     pub jwt_secret: Option<String>,
+
+    /// A file holding the HS256 signing secret, read at start (one trailing newline is stripped); the same strength rule as --jwt-secret
+    #[arg(
+        long,
+        env = "LATCHKEY_JWT_SECRET_FILE",
+        conflicts_with = "jwt_key_file",
+        global = true
+    )]
+    pub jwt_secret_file: Option<PathBuf>,
 
     /// Ed25519 private key (PKCS#8 PEM) for --jwt-alg EdDSA [default: a rotatable key generated into the data directory, mode 0600]
     #[arg(long, env = "LATCHKEY_JWT_KEY_FILE", global = true)]
@@ -163,6 +172,7 @@ impl Config {
             data_dir: data_dir.into(),
             database_url: None,
             jwt_secret: None,
+            jwt_secret_file: None,
             jwt_key_file: None,
             keyring_secret: None,
             jwt_alg: JwtAlg::Hs256,

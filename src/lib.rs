@@ -69,6 +69,9 @@ impl App {
         // Refused before anything is opened, even where it goes unused.
         keyring::secret(&config)?;
         let db = open_db(&config).await?;
+        service::accounts::fold_stored_emails(&db)
+            .await
+            .context("folding the stored emails")?;
         let (keys, keyring) = match keyring::configured(&config)? {
             Some(key) => (
                 KeySet {

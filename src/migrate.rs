@@ -73,7 +73,8 @@ pub async fn to_postgres(config: &Config, to: &str) -> anyhow::Result<Migrated> 
              database, encrypted with --keyring-secret (LATCHKEY_KEYRING_SECRET), and none is \
              given: make 32 random bytes in base64 once (`openssl rand -base64 32`), keep them \
              safe, and give the same to migrate and to every instance on the database; or, if \
-             the server signs with --jwt-secret or --jwt-key-file, give that instead"
+             the server signs with --jwt-secret, --jwt-secret-file or --jwt-key-file, give that \
+             instead"
         ));
     }
     let Some(file) = source.sqlite_file() else {
@@ -104,7 +105,7 @@ pub async fn to_postgres(config: &Config, to: &str) -> anyhow::Result<Migrated> 
             "there is no signing keyring to copy: neither {} nor {} exists; latchkey migrate \
              copies the keys the server signed with from the data directory it ran with, which \
              --database-url does not change: give that --data-dir, or, if the server signs with \
-             --jwt-secret or --jwt-key-file, give that instead",
+             --jwt-secret, --jwt-secret-file or --jwt-key-file, give that instead",
             file.display(),
             legacy.display()
         );

@@ -68,6 +68,51 @@ pub async fn insert(
     })
 }
 
+/// The accounts whose stored email holds a character beyond ASCII, in
+/// creation order: the only ones that folding an address can change, since
+/// ASCII was lower-cased already and neither NFC nor IDNA changes it.
+pub async fn with_non_ascii_email(db: &Db) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let sql = match db.backend() {
+        // SQLite's length() counts characters, and a blob's bytes.
+        Backend::Sqlite => {
+            "SELECT id, email FROM users
+             WHERE length(email) <> length(CAST(email AS BLOB)) ORDER BY id"
+        }
+        Backend::Postgres => {
+            "SELECT id, email FROM users WHERE length(email) <> octet_length(email) ORDER BY id"
+        }
+    };
+    on_backend!(db.writer(), |pool| sqlx::query_as(sql)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Replaces an account's email if it is still `old`. `Ok(false)` if it is
+/// not (another instance changed it first).
+pub async fn replace_email(
+    db: &Db,
+    id: Uuid,
+    old: &str,
+    new: &Email,
+) -> Result<bool, InsertUserError> {
+    on_backend!(db.writer(), |pool| sqlx::query(
+        "UPDATE users SET email = $3 WHERE id = $1 AND email = $2"
+    )
+    .bind(id)
+    .bind(old)
+    .bind(new.as_str())
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected() == 1))
+    .map_err(|e| {
+        if super::is_unique_violation(&e) {
+            InsertUserError::EmailTaken
+        } else {
+            e.into()
+        }
+    })
+}
+
 /// What a password login needs to know about an account.
 #[derive(FromRow)]
 pub struct Login {
@@ -83,6 +128,45 @@ pub async fn find_login(db: &Db, email: &Email) -> Result<Option<Login>, sqlx::E
     .bind(email.as_str())
     .fetch_optional(pool)
     .await)
+}
+
+/// An account's record and password hash by its id, for checking the
+/// password of an account that holds a token.
+pub async fn find_login_by_id(db: &Db, id: Uuid) -> Result<Option<Login>, sqlx::Error> {
+    on_backend!(db.reader(), |pool| sqlx::query_as(
+        "SELECT id, email, role, disabled, created_at, password_hash FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// Stores an account's new password hash and signs the account out, in one
+/// transaction: a new password never lands with the old tokens still good,
+/// nor a sign-out without the new password. `None` (and nothing changed) if
+/// the account no longer exists or was disabled meanwhile.
+pub async fn set_password(
+    db: &Db,
+    id: Uuid,
+    password_hash: &str,
+    lifetime: Millis,
+) -> Result<Option<Change>, sqlx::Error> {
+    on_backend!(db.writer(), |pool| {
+        let mut tx = pool.begin().await?;
+        let updated =
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1 AND NOT disabled")
+                .bind(id)
+                .bind(password_hash)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        let change = super::changes::record(&mut *tx, id, ChangeKind::SignedOut, lifetime).await?;
+        tx.commit().await?;
+        Ok(Some(change))
+    })
 }
 
 const GET: &str = "SELECT id, email, role, disabled, created_at FROM users WHERE id = $1";

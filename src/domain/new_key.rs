@@ -36,8 +36,8 @@ pub fn validate(new: KeyRequest, allowed: Scopes, now: DateTime<Utc>) -> Result<
             "name",
             format!("must be 1 to {NAME_MAX} characters"),
         ));
-    } else if name.contains('\0') {
-        errors.push(FieldError::new("name", super::todos::NUL_REFUSED));
+    } else if super::todos::has_control(&name) {
+        errors.push(FieldError::new("name", super::todos::CONTROL_REFUSED));
     }
     let scopes = match new.scopes {
         None => Scopes::of(&DEFAULT_SCOPES),
@@ -113,10 +113,19 @@ mod tests {
     }
 
     #[test]
-    fn a_name_is_1_to_100_characters_after_trimming_without_nul() {
+    fn a_name_is_1_to_100_characters_after_trimming_without_control_characters() {
         let allowed = Role::User.allowed_scopes();
         let now = Utc::now();
-        for bad in ["", "   ", &"x".repeat(NAME_MAX + 1), "nul\0"] {
+        for bad in [
+            "",
+            "   ",
+            &"x".repeat(NAME_MAX + 1),
+            "nul\0",
+            "two\nlines",
+            "tab\tbed",
+            "\u{1b}[2Jcleared",
+            "c1\u{9b}csi",
+        ] {
             assert_eq!(
                 invalid_fields(validate(request(bad, None), allowed, now)),
                 ["name"]

@@ -17,6 +17,14 @@ use rand::TryRngCore;
 /// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
 const MIN_SECRET_BYTES: usize = 32;
 
+/// A configured secret with fewer different bytes than this is a word, a
+/// pattern or a repeated character rather than random bytes (`x` 32 times
+/// is 32 bytes long); 32 random bytes, even as hex, have more.
+const MIN_DISTINCT_SECRET_BYTES: usize = 16;
+
+/// How a strong secret is made, for the messages that refuse a weak one.
+pub const MAKE_A_SECRET: &str = "`openssl rand -base64 48` makes one";
+
 /// The algorithms tokens can be signed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SigningAlg {
@@ -46,6 +54,11 @@ impl SigningAlg {
 pub enum KeyError {
     #[error("an HS256 secret must be at least {MIN_SECRET_BYTES} bytes long")]
     ShortSecret,
+    #[error(
+        "an HS256 secret must be at least {MIN_SECRET_BYTES} bytes long with at least \
+         {MIN_DISTINCT_SECRET_BYTES} different byte values, as random bytes are; {MAKE_A_SECRET}"
+    )]
+    WeakSecret,
     #[error(
         "not a PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519` makes one)"
     )]
@@ -77,6 +90,19 @@ impl SigningKey {
             kid: secret_key_id(secret),
             material: Material::Hs256(secret.to_vec()),
         })
+    }
+
+    /// An HS256 key from a secret an operator configured, which must also
+    /// look random: unlike a generated one, it may be a word or a pattern.
+    pub fn hs256_configured(secret: &[u8]) -> Result<SigningKey, KeyError> {
+        let distinct = secret
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if secret.len() < MIN_SECRET_BYTES || distinct < MIN_DISTINCT_SECRET_BYTES {
+            return Err(KeyError::WeakSecret);
+        }
+        SigningKey::hs256(secret)
     }
 
     pub fn ed25519_from_pem(pem: &str) -> Result<SigningKey, KeyError> {
@@ -233,6 +259,27 @@ mod tests {
             SigningKey::hs256(b"short"),
             Err(KeyError::ShortSecret)
         ));
+    }
+
+    #[test]
+    fn a_configured_secret_must_be_long_and_varied() {
+        let weak: [&[u8]; 4] = [
+            // 31 bytes, each different.
+            b"0123456789abcdefghijklmnopqrstu",
+            &[b'x'; 64],
+            // 45 bytes, but only 15 different values.
+            b"abcdefghijklmnoabcdefghijklmnoabcdefghijklmno",
+            b"0123456789abcde0123456789abcde0123456789abcde",
+        ];
+        for secret in weak {
+            let refused = SigningKey::hs256_configured(secret);
+            assert!(matches!(refused, Err(KeyError::WeakSecret)), "{secret:?}");
+        }
+        // 32 bytes with 16 values: just enough.
+        assert!(SigningKey::hs256_configured(b"abcdefghijklmnopabcdefghijklmnop").is_ok());
+        let generated = SigningKey::generate(SigningAlg::HS256).unwrap();
+        assert!(SigningKey::hs256_configured(generated.private_text().as_bytes()).is_ok());
+        assert!(KeyError::WeakSecret.to_string().contains(MAKE_A_SECRET));
     }
 
     #[test]

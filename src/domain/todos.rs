@@ -2,12 +2,20 @@
 
 pub const TITLE_MAX: usize = 500;
 
-/// Why text with a NUL character is refused: neither backend may store what
-/// the other could not.
-pub const NUL_REFUSED: &str = "must not contain the NUL character (U+0000)";
+/// Why one-line text with a control character is refused: NUL cannot be
+/// stored by PostgreSQL (and neither backend may store what the other could
+/// not), and the others (a newline, an escape sequence, a backspace) make a
+/// title or a name print as something else in a list, a log or a terminal.
+pub const CONTROL_REFUSED: &str =
+    "must not contain control characters (U+0000 to U+001F and U+007F to U+009F: NUL, tab, newline, escape…)";
+
+/// Whether `s` holds a character of the Unicode `Cc` category.
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
 
 /// A todo title: 1 to 500 characters once surrounding whitespace is trimmed,
-/// without NUL, which PostgreSQL's text cannot hold.
+/// with no control character inside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TodoTitle(String);
 
@@ -17,7 +25,7 @@ impl TodoTitle {
         match s.chars().count() {
             0 => Err("must not be empty or only whitespace"),
             n if n > TITLE_MAX => Err("must be at most 500 characters"),
-            _ if s.contains('\0') => Err(NUL_REFUSED),
+            _ if has_control(s) => Err(CONTROL_REFUSED),
             _ => Ok(TodoTitle(s.to_owned())),
         }
     }
@@ -41,8 +49,27 @@ mod tests {
     }
 
     #[test]
-    fn a_title_holds_no_nul() {
-        assert_eq!(TodoTitle::parse("milk\0"), Err(NUL_REFUSED));
-        assert!(TodoTitle::parse("tab\tand newline\n inside").is_ok());
+    fn a_title_holds_no_control_character() {
+        for bad in [
+            "milk\0",
+            "tab\tinside",
+            "new\nline",
+            "carriage\rreturn",
+            "\u{1b}[31mred",
+            "back\u{8}space",
+            "del\u{7f}ete",
+            "c1\u{85}next line",
+            "c1\u{9f}end",
+        ] {
+            assert_eq!(TodoTitle::parse(bad), Err(CONTROL_REFUSED), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_trimmed_before_control_characters_are_looked_for() {
+        assert_eq!(TodoTitle::parse("\t milk \n").unwrap().into_inner(), "milk");
+        // Not control characters: a no-break space, a zero-width joiner in an
+        // emoji, and letters of any script.
+        assert!(TodoTitle::parse("milk\u{a0}and 👩\u{200d}💻 café ñ").is_ok());
     }
 }

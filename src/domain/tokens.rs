@@ -75,6 +75,13 @@ pub enum TokenError {
     Invalid,
     #[error("the access token has been revoked; get a new one if you still may")]
     Revoked,
+    /// Its `nbf` or `iat` lies in the future beyond the clock leeway: no
+    /// server of this issuer signed it now with a clock that agrees.
+    #[error("the access token is not valid yet: it says it was issued, or starts, in the future")]
+    NotYetValid,
+    /// Its `exp - iat` exceeds the lifetime this server gives tokens.
+    #[error("the access token claims a longer life than this server gives tokens")]
+    TooLong,
     #[error("could not sign the token")]
     Signing(#[source] jsonwebtoken::errors::Error),
 }
@@ -212,6 +219,7 @@ impl Tokens {
             jsonwebtoken::decode::<IncomingClaims>(token, &verifier.key, &verifier.validation)
                 .map_err(|e| match e.kind() {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    jsonwebtoken::errors::ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                     _ => TokenError::Invalid,
                 })?;
         // RFC 9068 §4: an access token is recognised by its type, so an ID token
@@ -222,6 +230,18 @@ impl Tokens {
             return Err(TokenError::Invalid);
         }
         let c = data.claims;
+        // What the library does not check: a token is never issued in the
+        // future, nor for longer than the lifetime (a key's expiry only
+        // shortens it). Either would be a forgery with a leaked key, or a
+        // signer whose clock or settings are wrong; such a token would live
+        // past what a revocation window of one lifetime covers.
+        let now = Utc::now().timestamp();
+        if c.iat > now.saturating_add(LEEWAY_SECS as i64) {
+            return Err(TokenError::NotYetValid);
+        }
+        if c.exp.saturating_sub(c.iat) > self.ttl.as_secs() as i64 {
+            return Err(TokenError::TooLong);
+        }
         Ok(Claims {
             user_id: c.sub,
             role: c.role,
@@ -266,6 +286,8 @@ fn validation(settings: &TokenSettings, alg: SigningAlg) -> Validation {
     validation.set_issuer(&[&settings.issuer]);
     validation.set_audience(&[&settings.audience]);
     validation.leeway = LEEWAY_SECS;
+    // Only checked when present: these tokens carry no `nbf`, others' may.
+    validation.validate_nbf = true;
     validation
 }
 
@@ -481,6 +503,75 @@ mod tests {
             let forged = format!("{encoded}.{rest}");
             assert!(matches!(t.verify(&forged), Err(TokenError::Invalid)));
         }
+    }
+
+    /// `claims` signed with `key` as this server signs its tokens.
+    fn signed(key: &SigningKey, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(key.alg().jwt());
+        header.typ = Some(TOKEN_TYPE.into());
+        header.kid = Some(key.kid().to_owned());
+        jsonwebtoken::encode(&header, claims, &key.encoding_key()).unwrap()
+    }
+
+    fn claims_at(iat: i64, exp: i64) -> serde_json::Value {
+        serde_json::json!({
+            "iss": "http://localhost",
+            "aud": "latchkey",
+            "sub": Uuid::now_v7(),
+            "iat": iat,
+            "exp": exp,
+            "jti": Uuid::now_v7(),
+            "client_id": "password",
+            "scope": "todos:read",
+            "role": "user",
+        })
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_refused_beyond_the_leeway() {
+        let key = key(SigningAlg::HS256);
+        let t = tokens(same(&key), vec![]);
+        let now = Utc::now().timestamp();
+        let leeway = LEEWAY_SECS as i64;
+        let within = signed(&key, &claims_at(now + leeway - 1, now + leeway + 30));
+        assert!(t.verify(&within).is_ok());
+        let beyond = signed(&key, &claims_at(now + leeway + 10, now + leeway + 40));
+        assert!(matches!(t.verify(&beyond), Err(TokenError::NotYetValid)));
+    }
+
+    #[test]
+    fn a_token_that_starts_in_the_future_is_refused_beyond_the_leeway() {
+        let key = key(SigningAlg::HS256);
+        let t = tokens(same(&key), vec![]);
+        let now = Utc::now().timestamp();
+        let leeway = LEEWAY_SECS as i64;
+        let mut within = claims_at(now, now + 60);
+        within["nbf"] = (now + leeway - 1).into();
+        assert!(t.verify(&signed(&key, &within)).is_ok());
+        let mut beyond = claims_at(now, now + 60);
+        beyond["nbf"] = (now + leeway + 10).into();
+        assert!(matches!(
+            t.verify(&signed(&key, &beyond)),
+            Err(TokenError::NotYetValid)
+        ));
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_lifetime_is_refused() {
+        let key = key(SigningAlg::EdDSA);
+        let t = tokens(same(&key), vec![]);
+        let now = Utc::now().timestamp();
+        assert!(t.verify(&signed(&key, &claims_at(now, now + 60))).is_ok());
+        assert!(t.verify(&signed(&key, &claims_at(now, now + 10))).is_ok());
+        assert!(matches!(
+            t.verify(&signed(&key, &claims_at(now, now + 61))),
+            Err(TokenError::TooLong)
+        ));
+        // Back-dated to look young enough: its whole life still counts.
+        assert!(matches!(
+            t.verify(&signed(&key, &claims_at(now - 3000, now + 30))),
+            Err(TokenError::TooLong)
+        ));
     }
 
     #[test]

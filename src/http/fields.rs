@@ -61,6 +61,8 @@ macro_rules! field_parsers {
 field_parsers! {
     email: required_string String = "email";
     password: required_string String = "password";
+    current_password: required_string String = "current_password";
+    new_password: required_string String = "new_password";
     name: required_string String = "name";
     title: required_string String = "title";
     optional_title: optional_string Option<String> = "title";

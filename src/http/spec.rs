@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::api::{
     admin::AdminApi, discovery::DiscoveryApi, health::HealthApi, keys::KeysApi,
-    revocation::RevocationApi, todos::TodosApi, token::TokenApi, users::UsersApi,
+    password::PasswordApi, revocation::RevocationApi, todos::TodosApi, token::TokenApi,
+    users::UsersApi,
 };
 
 /// The base URL the committed spec names: where `cargo run --release` serves.
@@ -20,6 +21,7 @@ pub fn service(base_url: &str) -> OpenApiService<impl OpenApi, ()> {
         UsersApi,
         TokenApi,
         RevocationApi,
+        PasswordApi,
         KeysApi,
         TodosApi,
         AdminApi,

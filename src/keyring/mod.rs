@@ -17,7 +17,7 @@ mod seal;
 mod store;
 mod watcher;
 
-use std::{fs, time::Duration};
+use std::{fs, path::Path, time::Duration};
 
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
@@ -54,20 +54,29 @@ pub fn secret(config: &Config) -> anyhow::Result<Option<KeyringSecret>> {
 }
 
 /// The key the configuration names, if it names one: such a key is used as
-/// is and never rotated by latchkey.
+/// is and never rotated by latchkey. A configured HS256 secret, given either
+/// way, must look random (see [`SigningKey::hs256_configured`]).
 pub fn configured(config: &Config) -> anyhow::Result<Option<SigningKey>> {
     let alg = config.jwt_alg.into();
-    match (&config.jwt_secret, &config.jwt_key_file, alg) {
-        // Also refused by the command line; this is for configurations built
-        // in code.
-        (Some(_), Some(_), _) => {
-            bail!("--jwt-secret and --jwt-key-file are alternatives: set one")
+    // The command line refuses the pairs below too; this is for
+    // configurations built in code.
+    let secret = match (&config.jwt_secret, &config.jwt_secret_file) {
+        (Some(_), Some(_)) => {
+            bail!("--jwt-secret and --jwt-secret-file are alternatives: set one")
         }
-        (Some(secret), None, SigningAlg::HS256) => Ok(Some(
-            SigningKey::hs256(secret.as_bytes()).context("--jwt-secret")?,
+        (Some(secret), None) => Some((secret.as_bytes().to_vec(), "--jwt-secret")),
+        (None, Some(path)) => Some((read_secret_file(path)?, "--jwt-secret-file")),
+        (None, None) => None,
+    };
+    match (secret, &config.jwt_key_file, alg) {
+        (Some((_, flag)), Some(_), _) => {
+            bail!("{flag} and --jwt-key-file are alternatives: set one")
+        }
+        (Some((secret, flag)), None, SigningAlg::HS256) => Ok(Some(
+            SigningKey::hs256_configured(&secret).with_context(|| flag.to_owned())?,
         )),
-        (Some(_), None, SigningAlg::EdDSA) => bail!(
-            "--jwt-secret is an HS256 secret; with --jwt-alg EdDSA give an Ed25519 key with --jwt-key-file"
+        (Some((_, flag)), None, SigningAlg::EdDSA) => bail!(
+            "{flag} is an HS256 secret; with --jwt-alg EdDSA give an Ed25519 key with --jwt-key-file"
         ),
         (None, Some(path), SigningAlg::EdDSA) => {
             let pem = fs::read_to_string(path)
@@ -81,6 +90,20 @@ pub fn configured(config: &Config) -> anyhow::Result<Option<SigningKey>> {
         }
         (None, None, _) => Ok(None),
     }
+}
+
+/// The secret a `--jwt-secret-file` holds, as bytes, less one trailing
+/// newline (`\n` or `\r\n`), which editors and `echo` add and which is
+/// no part of the secret.
+fn read_secret_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut secret = fs::read(path)
+        .with_context(|| format!("reading the JWT secret file {}", path.display()))?;
+    if secret.ends_with(b"\r\n") {
+        secret.truncate(secret.len() - 2);
+    } else if secret.ends_with(b"\n") {
+        secret.truncate(secret.len() - 1);
+    }
+    Ok(secret)
 }
 
 /// A keyring (a data directory's file or a database's row), seen with one
@@ -133,7 +156,7 @@ impl Keyring {
                          with --keyring-secret (LATCHKEY_KEYRING_SECRET), and none is given: give \
                          every instance on this database the same 32 random bytes in base64 \
                          (make them once with `openssl rand -base64 32` and keep them safe), or \
-                         configure a key with --jwt-secret or --jwt-key-file"
+                         configure a key with --jwt-secret, --jwt-secret-file or --jwt-key-file"
                     )
                 })?;
                 let store = database::DatabaseStore::new(db.clone(), secret)
@@ -314,10 +337,59 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_file_loses_one_trailing_newline_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwt-secret");
+        for (written, read) in [
+            ("secret", "secret"),
+            ("secret\n", "secret"),
+            ("secret\r\n", "secret"),
+            ("secret\n\n", "secret\n"),
+            ("secret \n", "secret "),
+            ("\n", ""),
+        ] {
+            fs::write(&path, written).unwrap();
+            assert_eq!(
+                read_secret_file(&path).unwrap(),
+                read.as_bytes(),
+                "{written:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_secret_is_given_one_way_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwt-secret");
+        let secret = SigningKey::generate(SigningAlg::HS256)
+            .unwrap()
+            .private_text();
+        fs::write(&path, format!("{secret}\n")).unwrap();
+        let mut config = Config::new(dir.path());
+        config.jwt_secret_file = Some(path.clone());
+        let from_file = configured(&config).unwrap().unwrap();
+        config.jwt_secret_file = None;
+        config.jwt_secret = Some(secret);
+        assert_eq!(configured(&config).unwrap().unwrap().kid(), from_file.kid());
+        config.jwt_secret_file = Some(path.clone());
+        assert!(configured(&config).is_err());
+        config.jwt_secret = None;
+        config.jwt_key_file = Some(path);
+        assert!(configured(&config).is_err());
+    }
+
+    #[test]
     fn configured_keys_must_match_the_algorithm() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(dir.path());
         config.jwt_secret = Some("x".repeat(32));
+        let weak = configured(&config).err().unwrap();
+        assert!(format!("{weak:#}").contains("openssl rand"), "{weak:#}");
+        config.jwt_secret = Some(
+            SigningKey::generate(SigningAlg::HS256)
+                .unwrap()
+                .private_text(),
+        );
         assert!(configured(&config).unwrap().is_some());
         config.jwt_alg = JwtAlg::EdDsa;
         assert!(configured(&config).is_err());

@@ -1,10 +1,12 @@
 //! Accounts: registration, the first admin from the command line, the
-//! caller's account as it is now, and signing out everywhere.
+//! caller's account as it is now, changing a password, and signing out
+//! everywhere.
 
-use std::sync::LazyLock;
+use std::{collections::BTreeMap, sync::LazyLock};
 
 use anyhow::Context;
 use tokio::sync::Semaphore;
+use uuid::Uuid;
 
 use crate::{
     db::{
@@ -52,6 +54,80 @@ pub async fn create(db: &Db, email: &str, password: String, role: Role) -> Resul
         })
 }
 
+/// What [`fold_stored_emails`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Folded {
+    /// Accounts whose email was rewritten in folded form.
+    pub rewritten: usize,
+    /// Accounts left as they were, because their address folds to one that
+    /// another account holds or would hold, or does not parse.
+    pub left: usize,
+}
+
+/// Brings the emails stored by earlier versions, which were only
+/// lower-cased, to the folded form [`Email::parse`] gives, so that their
+/// owners log in with any spelling. Run at start-up, after the schema
+/// migrations; running it again (or on two instances at once) changes
+/// nothing more.
+///
+/// When several accounts fold to one address, none of them is changed: the
+/// one already stored in folded form (if any) keeps logging in, and the
+/// others keep their stored address until an operator decides; they are
+/// named in a warning by id only (an address is personal data).
+pub async fn fold_stored_emails(db: &Db) -> Result<Folded, Error> {
+    let mut by_address: BTreeMap<String, (Email, Vec<(Uuid, String)>)> = BTreeMap::new();
+    let mut done = Folded::default();
+    for (id, stored) in db::users::with_non_ascii_email(db).await? {
+        match Email::parse(&stored) {
+            Ok(email) => by_address
+                .entry(email.as_str().to_owned())
+                .or_insert_with(|| (email, Vec::new()))
+                .1
+                .push((id, stored)),
+            Err(_) => {
+                tracing::warn!(%id, "an account's stored email does not parse; left as it is");
+                done.left += 1;
+            }
+        }
+    }
+    for (email, accounts) in by_address.into_values() {
+        if let [(id, stored)] = accounts.as_slice() {
+            if stored == email.as_str() {
+                continue;
+            }
+            match db::users::replace_email(db, *id, stored, &email).await {
+                Ok(true) => done.rewritten += 1,
+                Ok(false) => {}
+                Err(InsertUserError::EmailTaken) => {
+                    tracing::warn!(
+                        %id,
+                        "an account's email folds to the address of another account; \
+                         left as it is, so it cannot log in until one of the two is changed"
+                    );
+                    done.left += 1;
+                }
+                Err(InsertUserError::Db(e)) => return Err(e.into()),
+            }
+        } else {
+            let ids: Vec<String> = accounts.iter().map(|(id, _)| id.to_string()).collect();
+            tracing::warn!(
+                ids = %ids.join(", "),
+                "these accounts' emails fold to one address; all are left as they are, \
+                 so only the one stored in folded form, if any, can log in"
+            );
+            done.left += accounts.len();
+        }
+    }
+    if done != Folded::default() {
+        tracing::info!(
+            rewritten = done.rewritten,
+            left = done.left,
+            "stored emails brought to their folded form"
+        );
+    }
+    Ok(done)
+}
+
 /// Runs an argon2 hash or check on the blocking pool, at most one per core at
 /// a time: each takes ~19 MiB and real CPU, so a flood of logins queues here
 /// instead of spawning hundreds of blocking threads.
@@ -76,9 +152,7 @@ pub async fn with_argon2<T: Send + 'static>(
 pub async fn current(db: &Db, claims: &Claims) -> Result<User, Error> {
     match db::users::get(db, claims.user_id).await? {
         Some(user) if !user.disabled => Ok(user),
-        _ => Err(Error::Forbidden(
-            "This account is disabled; its tokens can no longer change anything",
-        )),
+        _ => Err(DISABLED),
     }
 }
 
@@ -89,6 +163,63 @@ pub async fn sign_out(state: &AppState, claims: &Claims) -> Result<(), Error> {
     let change = db::changes::sign_out(&state.db, claims.user_id, lifetime).await?;
     state.revocations.committed(vec![change]).await;
     Ok(())
+}
+
+/// `PUT /me/password`: checks the account's current password, stores the
+/// new one's argon2id hash and, in the same transaction, signs the account
+/// out, so every token issued before stops working on every instance. The
+/// API keys stay valid.
+///
+/// The new password is judged first: a refused one answers before the
+/// current password is looked at, so a bad request tells nothing about it.
+pub async fn change_password(
+    state: &AppState,
+    claims: &Claims,
+    current_password: String,
+    new_password: String,
+) -> Result<(), Error> {
+    let new = Password::parse_new(new_password).map_err(|m| Error::invalid("new_password", m))?;
+    let current = Password::offered(current_password);
+    verify_current_password(state, claims.user_id, current).await?;
+    let hash = with_argon2(move || new.hash())
+        .await
+        .context("hashing a password")?
+        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
+    let lifetime = state.revocations.lifetime();
+    let change = db::users::set_password(&state.db, claims.user_id, &hash, lifetime)
+        .await?
+        .ok_or(DISABLED)?;
+    state.revocations.committed(vec![change]).await;
+    Ok(())
+}
+
+const DISABLED: Error =
+    Error::Forbidden("This account is disabled; its tokens can no longer change anything");
+
+/// The one place a password offered to prove that the caller is the
+/// account's owner, rather than to log in, is checked: anything that counts
+/// such guesses belongs here. A wrong password is a `422` naming
+/// `current_password`; a disabled (or deleted) account's is refused whatever
+/// it is, after the same argon2 run.
+async fn verify_current_password(
+    state: &AppState,
+    user_id: Uuid,
+    offered: Password,
+) -> Result<(), Error> {
+    let login = db::users::find_login_by_id(&state.db, user_id).await?;
+    let stored = login.as_ref().map(|l| l.password_hash.clone());
+    let verified = with_argon2(move || offered.verify(stored.as_deref()))
+        .await
+        .context("verifying a password")?;
+    match login {
+        Some(login) if login.user.disabled => Err(DISABLED),
+        Some(_) if verified => Ok(()),
+        Some(_) => Err(Error::invalid(
+            "current_password",
+            "is not this account's password",
+        )),
+        None => Err(DISABLED),
+    }
 }
 
 /// Like [`current`], and the account must still be an admin.

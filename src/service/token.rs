@@ -142,8 +142,11 @@ pub async fn with_password(
     let verified = accounts::with_argon2(move || password.verify(stored.as_deref()))
         .await
         .context("verifying a password")?;
+    // A disabled account's right password answers as a wrong one does: were
+    // the answers different, a suspended account's password could still be
+    // guessed through this endpoint.
     let user = match login {
-        Some(login) if verified => login.user,
+        Some(login) if verified && !login.user.disabled => login.user,
         _ => return Err(ExchangeError::InvalidGrant(WRONG.into())),
     };
     let scopes = grants::for_login(user.role, user.disabled, requested).map_err(|e| match e {

@@ -567,3 +567,46 @@ async fn a_demoted_admin_s_key_no_longer_grants_the_admin_scope() {
         .await;
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
 }
+
+// ---- latchkey admin create ----
+
+/// Runs `latchkey admin create EMAIL` on a data directory of its own (a
+/// SQLite database), with `password` on standard input as a script gives it.
+fn admin_create(data_dir: &std::path::Path, email: &str, password: &str) -> std::process::Output {
+    use std::{io::Write, process::Stdio};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["admin", "create", "--email", email, "--data-dir"])
+        .arg(data_dir)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the latchkey binary runs");
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn admin_create_refuses_a_common_password_and_takes_a_good_one() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // Act
+    let common = admin_create(&data, "root@example.com", "Password123");
+    let good = admin_create(&data, "root@example.com", PASSWORD);
+
+    // Assert
+    assert!(!common.status.success());
+    let stderr = String::from_utf8(common.stderr).unwrap();
+    assert!(stderr.contains("password"), "{stderr}");
+    assert!(stderr.contains("most common passwords"), "{stderr}");
+    assert!(!stderr.contains("Password123"), "{stderr}");
+    let stdout = String::from_utf8(good.stdout).unwrap();
+    assert!(good.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("created admin root@example.com"),
+        "{stdout}"
+    );
+}

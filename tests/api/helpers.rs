@@ -535,6 +535,15 @@ impl TestApp {
         TestAdmin { id, email, token }
     }
 
+    /// `PUT /me/password` with `token`.
+    pub async fn change_password(&self, token: &str, current: &str, new: &str) -> Response {
+        self.request(Method::PUT, "/me/password", Some(token))
+            .json(&json!({ "current_password": current, "new_password": new }))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A new user's login token, with every scope of the `user` role
     /// (`todos:read todos:write keys:manage`).
     pub async fn user_token(&self) -> String {

@@ -251,6 +251,38 @@ async fn a_hand_signed_token_with_the_real_secret_is_accepted() {
 }
 
 #[tokio::test]
+async fn a_secret_file_signs_the_tokens_with_its_secret_less_the_trailing_newline() {
+    // Arrange: the file as `openssl rand -base64 48 > file` writes it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwt-secret");
+    std::fs::write(&path, format!("{SECRET}\n")).unwrap();
+    let app = spawn_app_with(|c| {
+        c.jwt_secret_file = Some(path);
+        c.issuer = Some(ISSUER.into());
+    })
+    .await;
+    let real = app.user_token().await;
+    let claims = fresh_claims(&real);
+    let with_secret = sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real));
+    let with_newline = format!("{SECRET}\n");
+    let with_file_bytes = sign(
+        &claims,
+        Algorithm::HS256,
+        with_newline.as_bytes(),
+        &kid_of(&real),
+    );
+
+    // Act
+    let issued = app.get(&real, "/me").await;
+    let hand_signed = app.get(&with_secret, "/me").await;
+
+    // Assert
+    assert_eq!(issued.status(), StatusCode::OK);
+    assert_eq!(hand_signed.status(), StatusCode::OK);
+    assert_refused_everywhere(&app, &with_file_bytes).await;
+}
+
+#[tokio::test]
 async fn a_token_with_alg_none_is_refused() {
     // Arrange
     let app = spawn_app_with_known_secret().await;
@@ -329,6 +361,101 @@ async fn a_token_expired_beyond_the_leeway_is_refused() {
 
     // Act and Assert
     assert_refused_everywhere(&app, &expired).await;
+}
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_beyond_the_leeway_is_refused() {
+    // Arrange
+    let app = spawn_app_with_known_secret().await;
+    let real = app.user_token().await;
+    let now = Utc::now().timestamp();
+    let at = |iat: i64| {
+        let mut claims = fresh_claims(&real);
+        claims["iat"] = json!(iat);
+        claims["exp"] = json!(iat + 60);
+        sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real))
+    };
+    let skewed = at(now + 2);
+    let future = at(now + 120);
+
+    // Act
+    let resp = app.get(&future, "/me").await;
+
+    // Assert: a skew within the leeway passes; a minute beyond it does not.
+    assert_eq!(app.get(&skewed, "/me").await.status(), StatusCode::OK);
+    let challenge = www_authenticate(&resp).unwrap();
+    assert!(challenge.contains("invalid"), "{challenge}");
+    let problem = assert_problem(resp, StatusCode::UNAUTHORIZED).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not valid yet"),
+        "{problem}"
+    );
+    assert_refused_everywhere(&app, &future).await;
+}
+
+#[tokio::test]
+async fn a_token_whose_nbf_lies_in_the_future_beyond_the_leeway_is_refused() {
+    // Arrange
+    let app = spawn_app_with_known_secret().await;
+    let real = app.user_token().await;
+    let now = Utc::now().timestamp();
+    let starting = |nbf: i64| {
+        let mut claims = fresh_claims(&real);
+        claims["nbf"] = json!(nbf);
+        sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real))
+    };
+    let started = starting(now - 1);
+    let skewed = starting(now + 2);
+    let later = starting(now + 30);
+
+    // Act and Assert
+    assert_eq!(app.get(&started, "/me").await.status(), StatusCode::OK);
+    assert_eq!(app.get(&skewed, "/me").await.status(), StatusCode::OK);
+    assert_refused_everywhere(&app, &later).await;
+}
+
+#[tokio::test]
+async fn a_token_living_longer_than_the_configured_lifetime_is_refused() {
+    // Arrange: tokens of five minutes.
+    let app = spawn_app_with(|c| {
+        c.jwt_secret = Some(SECRET.into());
+        c.issuer = Some(ISSUER.into());
+        c.token_ttl = std::time::Duration::from_secs(300);
+    })
+    .await;
+    let real = app.user_token().await;
+    let now = Utc::now().timestamp();
+    let living = |iat: i64, exp: i64| {
+        let mut claims = fresh_claims(&real);
+        claims["iat"] = json!(iat);
+        claims["exp"] = json!(exp);
+        sign(&claims, Algorithm::HS256, SECRET.as_bytes(), &kid_of(&real))
+    };
+    let (iat, exp) = {
+        let (_, claims) = jwt_parts(&real);
+        (
+            claims["iat"].as_i64().unwrap(),
+            claims["exp"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(exp - iat, 300, "the server issues five-minute tokens");
+
+    // Act and Assert: the lifetime passes, a second more does not, nor does
+    // a long-lived token back-dated to look young.
+    let whole = living(now, now + 300);
+    assert_eq!(app.get(&whole, "/me").await.status(), StatusCode::OK);
+    assert_refused_everywhere(&app, &living(now, now + 301)).await;
+    assert_refused_everywhere(&app, &living(now - 3600, now + 60)).await;
+    let day = living(now, now + 86_400);
+    let resp = app.get(&day, "/todos").await;
+    let problem = assert_problem(resp, StatusCode::UNAUTHORIZED).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("longer life"),
+        "{problem}"
+    );
 }
 
 #[tokio::test]

@@ -203,6 +203,27 @@ async fn list_shows_only_the_caller_s_keys() {
 // ---- validation ----
 
 #[tokio::test]
+async fn create_key_refuses_a_name_with_a_control_character_with_422() {
+    // Arrange
+    let app = spawn_app().await;
+    let token = app.user_token().await;
+
+    for name in ["ci\nprod", "tab\tbed", "\u{1b}]0;title\u{7}", "c1\u{9b}2J"] {
+        // Act
+        let resp = app
+            .create_key_response(&token, json!({ "name": name }))
+            .await;
+
+        // Assert
+        let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(field_errors(&problem), ["name"], "{name:?}");
+        let said = problem["errors"][0]["message"].as_str().unwrap();
+        assert!(said.contains("control characters"), "{said}");
+    }
+    assert_eq!(key_count(&app).await, 0);
+}
+
+#[tokio::test]
 async fn create_key_refuses_a_scope_beyond_the_user_s_role_with_422() {
     // Arrange
     let app = spawn_app().await;

@@ -19,6 +19,7 @@ mod lifecycle;
 mod migrate;
 mod openapi;
 mod partition;
+mod password;
 mod postgres;
 mod proxy;
 mod readme;

@@ -17,13 +17,14 @@ const METHODS: [&str; 8] = [
 ];
 
 /// Every operation of the design's HTTP contract.
-const CONTRACT: [(&str, &str); 23] = [
+const CONTRACT: [(&str, &str); 24] = [
     ("post", "/users"),
     ("post", "/auth/token"),
     ("post", "/auth/revoke"),
     ("post", "/auth/introspect"),
     ("get", "/me"),
     ("post", "/me/sign-out"),
+    ("put", "/me/password"),
     ("get", "/keys"),
     ("post", "/keys"),
     ("get", "/keys/{id}"),

@@ -13,11 +13,24 @@ use latchkey::domain::signing::{SigningAlg, SigningKey};
 /// Starts `latchkey serve` with `args` and expects it to give up; a server
 /// that starts is killed and fails the test.
 pub fn refused(data_dir: &Path, args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+    refused_with(data_dir, args, None)
+}
+
+/// Like [`refused`], with one environment variable set.
+pub fn refused_with_env(data_dir: &Path, args: &[&str], var: (&str, &Path)) -> String {
+    refused_with(data_dir, args, Some(var))
+}
+
+fn refused_with(data_dir: &Path, args: &[&str], var: Option<(&str, &Path)>) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command.env_clear();
+    if let Some((name, value)) = var {
+        command.env(name, value);
+    }
+    let mut child = command
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(args)
-        .env_clear()
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -123,6 +136,67 @@ fn a_short_secret_is_refused_without_being_printed() {
     // Assert
     assert!(stderr.contains("at least 32 bytes"), "{stderr}");
     assert!(!stderr.contains("hunter2-short"), "{stderr}");
+}
+
+#[test]
+fn a_weak_secret_is_refused_saying_how_to_make_one_without_being_printed() {
+    // Arrange: long enough, but a pattern rather than random bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let weak = "abcabcabcabcabcabcabcabcabcabcabcabcabcabc";
+    let file = dir.path().join("jwt-secret");
+    std::fs::write(&file, format!("{weak}\n")).unwrap();
+
+    // Act
+    let given = refused(&data, &["--jwt-secret", weak]);
+    let in_file = refused(&data, &["--jwt-secret-file", file.to_str().unwrap()]);
+
+    // Assert
+    for (stderr, flag) in [(&given, "--jwt-secret"), (&in_file, "--jwt-secret-file")] {
+        assert!(stderr.contains(flag), "{stderr}");
+        assert!(stderr.contains("16 different byte values"), "{stderr}");
+        assert!(stderr.contains("openssl rand -base64 48"), "{stderr}");
+        assert!(!stderr.contains(weak), "the secret is printed: {stderr}");
+    }
+}
+
+#[test]
+fn a_missing_secret_file_is_refused_naming_it_from_the_flag_or_the_variable() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let missing = dir.path().join("no-such-secret");
+
+    // Act
+    let by_flag = refused(&data, &["--jwt-secret-file", missing.to_str().unwrap()]);
+    let by_variable = refused_with_env(&data, &[], ("LATCHKEY_JWT_SECRET_FILE", &missing));
+
+    // Assert
+    for stderr in [&by_flag, &by_variable] {
+        assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
+    }
+}
+
+#[test]
+fn a_secret_file_with_another_signing_key_is_refused() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("jwt-secret");
+    std::fs::write(&file, "a-secret-of-more-than-thirty-two-bytes-0123\n").unwrap();
+    let file = file.to_str().unwrap();
+    let secret = "a-secret-of-more-than-thirty-two-bytes-4567";
+
+    // Act
+    let with_secret = refused(&data, &["--jwt-secret-file", file, "--jwt-secret", secret]);
+    let with_key = refused(&data, &["--jwt-secret-file", file, "--jwt-key-file", file]);
+
+    // Assert
+    for stderr in [&with_secret, &with_key] {
+        assert!(stderr.contains("cannot be used with"), "{stderr}");
+        assert!(stderr.contains("--jwt-secret-file"), "{stderr}");
+    }
+    assert!(!with_secret.contains(secret), "{with_secret}");
 }
 
 #[test]

@@ -268,6 +268,54 @@ async fn patch_rejects_a_blank_or_too_long_title_and_changes_nothing() {
     assert_eq!(stored, todo);
 }
 
+/// Titles with a control character inside: a newline, a tab, a terminal
+/// escape sequence, a C1 control.
+const CONTROLLED: [&str; 4] = [
+    "first line\nsecond line",
+    "tab\tbed",
+    "\u{1b}[31mred\u{1b}[0m",
+    "next\u{85}line",
+];
+
+#[tokio::test]
+async fn create_todo_rejects_a_title_with_a_control_character_with_422() {
+    // Arrange
+    let app = spawn_app().await;
+    let token = app.user_token().await;
+
+    for title in CONTROLLED {
+        // Act
+        let resp = app.post(&token, "/todos", json!({ "title": title })).await;
+
+        // Assert
+        let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(field_errors(&problem), ["title"], "{title:?}");
+        let said = problem["errors"][0]["message"].as_str().unwrap();
+        assert!(said.contains("control characters"), "{said}");
+    }
+    assert!(titles(&list(&app, &token, "").await).is_empty());
+}
+
+#[tokio::test]
+async fn patch_rejects_a_title_with_a_control_character_and_changes_nothing() {
+    // Arrange
+    let app = spawn_app().await;
+    let token = app.user_token().await;
+    let todo = app.create_todo(&token, "keep me").await;
+    let path = format!("/todos/{}", todo["id"].as_str().unwrap());
+
+    for title in CONTROLLED {
+        // Act
+        let resp = app.patch(&token, &path, json!({ "title": title })).await;
+
+        // Assert
+        let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(field_errors(&problem), ["title"], "{title:?}");
+    }
+    let stored: Value = app.get(&token, &path).await.json().await.unwrap();
+    assert_eq!(stored, todo);
+}
+
 #[tokio::test]
 async fn patch_an_unknown_todo_is_404() {
     // Arrange

@@ -537,6 +537,50 @@ async fn a_disabled_user_can_neither_exchange_a_key_nor_log_in() {
     assert_oauth_error(login, StatusCode::BAD_REQUEST, "invalid_grant").await;
 }
 
+/// What a client sees of an answer: its status, its headers but the date,
+/// and its body's bytes.
+async fn seen(resp: Response) -> (StatusCode, Vec<(String, Vec<u8>)>, Vec<u8>) {
+    let status = resp.status();
+    let mut headers: Vec<_> = resp
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != "date")
+        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+        .collect();
+    headers.sort();
+    (status, headers, resp.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn a_disabled_account_s_right_password_is_answered_exactly_as_a_wrong_one() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = TestUser::generate().register(&app).await;
+    let admin = app.admin().await.token;
+    let disabled = app
+        .patch(
+            &admin,
+            &format!("/admin/users/{}", user.id),
+            json!({ "disabled": true }),
+        )
+        .await;
+    assert_eq!(disabled.status(), StatusCode::OK);
+
+    // Act
+    let right = app.login_response(&user.email, &user.password).await;
+    let wrong = app
+        .login_response(&user.email, "not the password at all")
+        .await;
+
+    // Assert
+    let (right, wrong) = (seen(right).await, seen(wrong).await);
+    assert_eq!(right.0, StatusCode::BAD_REQUEST);
+    let body: Value = serde_json::from_slice(&right.2).unwrap();
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    assert_eq!(body["error_description"], "the email or password is wrong");
+    assert_eq!(right, wrong);
+}
+
 // ---- invalid_request and unsupported_grant_type ----
 
 #[tokio::test]

@@ -138,12 +138,59 @@ async fn register_accepts_passwords_of_exactly_8_and_128_characters() {
     let app = spawn_app().await;
 
     // Act
-    let shortest = app.register("eight@example.com", "12345678").await;
+    let shortest = app.register("eight@example.com", "0a1b2c3d").await;
     let longest = app.register("long@example.com", &"é".repeat(128)).await;
 
     // Assert
     assert_eq!(shortest.status(), StatusCode::CREATED);
     assert_eq!(longest.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn register_rejects_a_common_password_in_any_case_with_422() {
+    // Arrange
+    let app = spawn_app().await;
+
+    for (i, common) in ["12345678", "PassWord1", "QWERTYUIOP", "iloveyou"]
+        .into_iter()
+        .enumerate()
+    {
+        // Act
+        let resp = app
+            .register(&format!("common{i}@example.com"), common)
+            .await;
+
+        // Assert
+        let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(field_errors(&problem), ["password"]);
+        assert!(
+            problem["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("most common passwords"),
+            "{problem}"
+        );
+        assert!(!problem.to_string().contains(common), "{problem}");
+    }
+    assert_eq!(user_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn register_rejects_a_password_of_only_whitespace_with_422() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let resp = app.register("ada@example.com", " \t  \u{a0}    ").await;
+
+    // Assert
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["password"]);
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "must not be only whitespace"
+    );
+    assert_eq!(user_count(&app).await, 0);
 }
 
 #[tokio::test]
@@ -259,4 +306,186 @@ async fn register_does_not_echo_a_password_sent_as_a_number() {
     let problem: Value = serde_json::from_str(&text).unwrap();
     assert_problem_body(&problem, StatusCode::BAD_REQUEST);
     assert_eq!(user_count(&app).await, 0);
+}
+
+// ---- one mailbox, one account ----
+
+/// `user@exämple.com`, its domain in IDNA ASCII form.
+const FOLDED: &str = "user@xn--exmple-cua.com";
+
+async fn login_subject(app: &TestApp, email: &str) -> String {
+    let resp = app.login_response(email, PASSWORD).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{email}");
+    let token = crate::helpers::access_token(resp).await;
+    crate::helpers::jwt_parts(&token).1["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn stored_email(app: &TestApp, id: &str) -> String {
+    on_sql!(app.sql, |pool| sqlx::query_scalar(
+        "SELECT email FROM users WHERE id = $1"
+    )
+    .bind(Uuid::parse_str(id).unwrap())
+    .fetch_one(pool)
+    .await)
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_internationalised_domain_and_its_ascii_form_are_one_account() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let first = app.register("User@Exämple.com", PASSWORD).await;
+    let again = app.register(FOLDED, "another password").await;
+    // The same, with the `ä` as `a` and a combining diaeresis.
+    let decomposed = app.register("user@exa\u{308}mple.com", PASSWORD).await;
+
+    // Assert
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["email"], FOLDED);
+    assert_problem(again, StatusCode::CONFLICT).await;
+    assert_problem(decomposed, StatusCode::CONFLICT).await;
+    assert_eq!(user_count(&app).await, 1);
+    let id = body["id"].as_str().unwrap();
+    for spelling in ["user@exämple.com", FOLDED, "USER@EXÄMPLE.COM"] {
+        assert_eq!(login_subject(&app, spelling).await, id, "{spelling}");
+    }
+}
+
+#[tokio::test]
+async fn a_look_alike_domain_from_another_script_is_another_account() {
+    // Arrange
+    let app = spawn_app().await;
+    let latin = app.register("user@example.com", PASSWORD).await;
+    assert_eq!(latin.status(), StatusCode::CREATED);
+    let latin: Value = latin.json().await.unwrap();
+
+    // Act: the `а` is U+0430, CYRILLIC SMALL LETTER A.
+    let cyrillic = app.register("user@ex\u{430}mple.com", PASSWORD).await;
+
+    // Assert
+    assert_eq!(cyrillic.status(), StatusCode::CREATED);
+    let cyrillic: Value = cyrillic.json().await.unwrap();
+    assert_ne!(cyrillic["id"], latin["id"]);
+    let address = cyrillic["email"].as_str().unwrap();
+    assert!(address.starts_with("user@xn--"), "{address}");
+    assert_ne!(address, FOLDED);
+    assert_eq!(
+        login_subject(&app, "user@ex\u{430}mple.com").await,
+        cyrillic["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        login_subject(&app, "user@example.com").await,
+        latin["id"].as_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_stored_email_an_earlier_version_only_lower_cased_is_folded_at_start() {
+    // Arrange: accounts stored as an earlier version stored them.
+    let app = spawn_app().await;
+    let created: Value = app
+        .register("someone@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let uuid = Uuid::parse_str(&id).unwrap();
+    app.execute(
+        "UPDATE users SET email = 'jo\u{308}rg@exämple.com' WHERE id = $1",
+        uuid,
+    )
+    .await;
+    let refused = app.login_response("jörg@exämple.com", PASSWORD).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "not yet folded");
+
+    // Act
+    let app = app.restart().await;
+
+    // Assert
+    assert_eq!(stored_email(&app, &id).await, "jörg@xn--exmple-cua.com");
+    for spelling in [
+        "jörg@exämple.com",
+        "jo\u{308}rg@xn--exmple-cua.com",
+        "JÖRG@EXÄMPLE.COM",
+    ] {
+        assert_eq!(login_subject(&app, spelling).await, id, "{spelling}");
+    }
+    // Once folded, a restart changes nothing more.
+    let app = app.restart().await;
+    assert_eq!(stored_email(&app, &id).await, "jörg@xn--exmple-cua.com");
+    assert_eq!(user_count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn stored_emails_that_fold_to_one_address_are_all_left_as_they_are() {
+    // Arrange: one account in folded form, and one of an earlier version
+    // whose address folds to the same.
+    let app = spawn_app().await;
+    let folded: Value = app.register(FOLDED, PASSWORD).await.json().await.unwrap();
+    let other: Value = app
+        .register("other@example.com", "another password")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    app.execute(
+        "UPDATE users SET email = 'user@exämple.com' WHERE id = $1",
+        Uuid::parse_str(&other_id).unwrap(),
+    )
+    .await;
+
+    // Act
+    let app = app.restart().await;
+
+    // Assert: no account is lost or merged; the folded one keeps its login.
+    assert_eq!(user_count(&app).await, 2);
+    assert_eq!(stored_email(&app, &other_id).await, "user@exämple.com");
+    let folded_id = folded["id"].as_str().unwrap();
+    assert_eq!(stored_email(&app, folded_id).await, FOLDED);
+    assert_eq!(login_subject(&app, "user@exämple.com").await, folded_id);
+}
+
+#[tokio::test]
+async fn two_stored_emails_that_fold_to_one_unheld_address_are_both_left_as_they_are() {
+    // Arrange: two accounts of an earlier version, the `ä` precomposed in
+    // one and decomposed in the other; neither is in folded form.
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for (n, stored) in ["user@exämple.com", "user@exa\u{308}mple.com"]
+        .into_iter()
+        .enumerate()
+    {
+        let created: Value = app
+            .register(&format!("placeholder{n}@example.com"), PASSWORD)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        app.execute(
+            &format!("UPDATE users SET email = '{stored}' WHERE id = $1"),
+            Uuid::parse_str(&id).unwrap(),
+        )
+        .await;
+        ids.push((id, stored));
+    }
+
+    // Act
+    let app = app.restart().await;
+
+    // Assert: neither is preferred to the other; both are still there.
+    assert_eq!(user_count(&app).await, 2);
+    for (id, stored) in &ids {
+        assert_eq!(stored_email(&app, id).await, *stored);
+    }
+    let login = app.login_response(FOLDED, PASSWORD).await;
+    assert_eq!(login.status(), StatusCode::BAD_REQUEST);
 }

@@ -32,7 +32,7 @@ pub struct CreatedKey {
 
 #[derive(Debug, Object)]
 pub struct NewKey {
-    /// What the key is for, 1 to 100 characters.
+    /// What the key is for, 1 to 100 characters after trimming, with no control character (such as a newline or a tab) inside.
     #[oai(deserialize_with = "fields::name")]
     pub name: String,
     /// Defaults to `todos:read` and `todos:write`. Never more than your role allows.

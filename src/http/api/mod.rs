@@ -4,6 +4,7 @@ pub mod admin;
 pub mod discovery;
 pub mod health;
 pub mod keys;
+pub mod password;
 pub mod revocation;
 pub mod todos;
 pub mod token;

@@ -51,7 +51,7 @@ impl From<db::todos::Todo> for Todo {
 
 #[derive(Debug, Object)]
 pub struct NewTodo {
-    /// 1 to 500 characters after trimming.
+    /// 1 to 500 characters after trimming, with no control character (such as a newline or a tab) inside.
     #[oai(deserialize_with = "fields::title")]
     pub title: String,
     /// Defaults to false.
@@ -61,7 +61,7 @@ pub struct NewTodo {
 
 #[derive(Debug, Object)]
 pub struct TodoPatch {
-    /// 1 to 500 characters after trimming.
+    /// 1 to 500 characters after trimming, with no control character (such as a newline or a tab) inside.
     #[oai(deserialize_with = "fields::optional_title")]
     pub title: Option<String>,
     #[oai(deserialize_with = "fields::completed")]
@@ -118,7 +118,7 @@ documented! {
         400 => "The body is not JSON of the documented shape.",
         401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `todos:write` scope.",
-        422 => "The title is empty or too long.",
+        422 => "The title is empty, too long or holds a control character.",
         500 => "The server failed; the error has been logged.",
         503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
@@ -135,7 +135,7 @@ documented! {
         401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `todos:write` scope.",
         404 => "You have no todo with this id.",
-        422 => "The title is empty or too long.",
+        422 => "The title is empty, too long or holds a control character.",
         500 => "The server failed; the error has been logged.",
         503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
