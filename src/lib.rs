@@ -16,6 +16,7 @@ pub mod service;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;
+pub mod throttle;
 
 use std::{
     future::Future,
