@@ -1,11 +1,6 @@
 //! Accounts: registration, the first admin from the command line, the
 //! caller's account as it is now, and signing out everywhere.
 
-use std::sync::LazyLock;
-
-use anyhow::Context;
-use tokio::sync::Semaphore;
-
 use crate::{
     db::{
         self,
@@ -19,28 +14,57 @@ use crate::{
     },
     error::{self, Error, FieldError},
     state::AppState,
+    throttle::{
+        argon2::{Argon2Error, Argon2Queue},
+        ClientAddress,
+    },
 };
 
-/// `POST /users`: a `user` account, when registration is open.
-pub async fn register(state: &AppState, email: &str, password: String) -> Result<User, Error> {
+/// Why a login or registration is refused when the argon2 queue is full.
+pub const ARGON2_BUSY: &str =
+    "Too many password checks are waiting on this server; try again after `Retry-After` seconds";
+
+/// `POST /users`: a `user` account, when registration is open. Every
+/// attempt from `client` counts against its registrations per hour, valid
+/// or not.
+pub async fn register(
+    state: &AppState,
+    email: &str,
+    password: String,
+    client: ClientAddress,
+) -> Result<User, Error> {
     if !state.registration_open {
         return Err(Error::Forbidden(
             "Registration is closed on this server; ask an administrator for an account",
         ));
     }
-    create(&state.db, email, password, Role::User).await
+    state
+        .throttle
+        .registration(client)
+        .map_err(Error::Throttled)?;
+    insert(&state.db, &state.argon2, email, password, Role::User).await
+}
+
+/// An account made from the command line, whose hash is the only one this
+/// process runs.
+pub async fn create(db: &Db, email: &str, password: String, role: Role) -> Result<User, Error> {
+    insert(db, &Argon2Queue::new(0), email, password, role).await
 }
 
 /// Validates the email and password together (so every bad field is
 /// reported at once), hashes the password with argon2id off the async
 /// workers, and stores the account.
-pub async fn create(db: &Db, email: &str, password: String, role: Role) -> Result<User, Error> {
+async fn insert(
+    db: &Db,
+    argon2: &Argon2Queue,
+    email: &str,
+    password: String,
+    role: Role,
+) -> Result<User, Error> {
     let email = Email::parse(email).map_err(|m| FieldError::new("email", m));
     let password = Password::parse_new(password).map_err(|m| FieldError::new("password", m));
     let (email, password) = error::both(email, password)?;
-    let hash = with_argon2(move || password.hash())
-        .await
-        .context("hashing a password")?
+    let hash = queued(argon2.run(move || password.hash()).await)?
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
     db::users::insert(db, &email, &hash, role)
         .await
@@ -52,22 +76,21 @@ pub async fn create(db: &Db, email: &str, password: String, role: Role) -> Resul
         })
 }
 
-/// Runs an argon2 hash or check on the blocking pool, at most one per core at
-/// a time: each takes ~19 MiB and real CPU, so a flood of logins queues here
-/// instead of spawning hundreds of blocking threads.
+/// Runs an argon2 hash or check in the server's argon2 queue (one per core
+/// at a time, `--argon2-queue` waiting): a full queue is a `503`.
 pub async fn with_argon2<T: Send + 'static>(
+    state: &AppState,
     work: impl FnOnce() -> T + Send + 'static,
-) -> anyhow::Result<T> {
-    static PERMITS: LazyLock<Semaphore> = LazyLock::new(|| {
-        Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
-    });
-    let _permit = PERMITS
-        .acquire()
-        .await
-        .context("the argon2 limiter is closed")?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .context("argon2 panicked")
+) -> Result<T, Error> {
+    queued(state.argon2.run(work).await)
+}
+
+fn queued<T>(outcome: Result<T, Argon2Error>) -> Result<T, Error> {
+    match outcome {
+        Ok(done) => Ok(done),
+        Err(Argon2Error::Busy) => Err(Error::Unavailable(ARGON2_BUSY)),
+        Err(Argon2Error::Failed(e)) => Err(Error::Internal(e.context("running argon2"))),
+    }
 }
 
 /// The caller's account as it is now, not as their token remembers it. Used
