@@ -3,7 +3,10 @@
 
 use std::{
     hash::Hash,
-    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use dashmap::{mapref::entry::Entry, DashMap};
@@ -31,6 +34,9 @@ pub struct Rate<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
     limiter: RateLimiter<Probe<K>, Table<K>, C, NoOpMiddleware<C::Instant>>,
     start: C::Instant,
     capacity: usize,
+    /// The table's count of keys, shared so that a spend learns whether the
+    /// table is full without locking every shard to count.
+    held: Arc<AtomicUsize>,
     /// The second (since `start`) the table was last swept because it was
     /// full: a full table is swept once a second at most, not per request.
     swept_full_at: AtomicU64,
@@ -53,10 +59,13 @@ impl<K: Hash + Eq + Clone> Rate<K> {
 impl<K: Hash + Eq + Clone, C: Clock> Rate<K, C> {
     pub fn with_clock(quota: Quota, capacity: usize, clock: C) -> Rate<K, C> {
         let start = clock.now();
+        let table = Table::new(capacity);
+        let held = Arc::clone(&table.held);
         Rate {
-            limiter: RateLimiter::new(quota, Table::new(capacity), clock),
+            limiter: RateLimiter::new(quota, table, clock),
             start,
             capacity,
+            held,
             swept_full_at: AtomicU64::new(0),
         }
     }
@@ -70,7 +79,7 @@ impl<K: Hash + Eq + Clone, C: Clock> Rate<K, C> {
     /// Spends a cell of `key`'s budget, or says how long until one is back
     /// (a refusal writes nothing).
     pub fn spend(&self, key: &K) -> Result<(), Throttled> {
-        if self.limiter.len() >= self.capacity {
+        if self.held.load(Ordering::Acquire) >= self.capacity {
             self.sweep_full();
         }
         self.check(key, true)
@@ -128,7 +137,7 @@ pub struct Table<K> {
     map: DashMap<K, InMemoryState>,
     /// Reserved slots: counted before an insert, so that racing inserts
     /// cannot pass the capacity together.
-    held: AtomicUsize,
+    held: Arc<AtomicUsize>,
     capacity: usize,
     overflow: InMemoryState,
 }
@@ -137,7 +146,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
     fn new(capacity: usize) -> Table<K> {
         Table {
             map: DashMap::new(),
-            held: AtomicUsize::new(0),
+            held: Arc::new(AtomicUsize::new(0)),
             capacity,
             overflow: InMemoryState::default(),
         }
