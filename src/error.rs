@@ -3,7 +3,10 @@
 
 use std::borrow::Cow;
 
-use crate::domain::{scopes::Scope, tokens::TokenError};
+use crate::{
+    domain::{scopes::Scope, tokens::TokenError},
+    throttle::Throttled,
+};
 
 /// One invalid input field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +71,10 @@ pub enum Error {
     /// 413: the request body is over the limit.
     #[error("the request body is too large")]
     BodyTooLarge,
-    /// 503 with `Retry-After`: a dependency is down.
+    /// 429 with `Retry-After`: this client is over one of its abuse limits.
+    #[error("too many requests; retry after {}s", .0.retry_after.as_secs())]
+    Throttled(Throttled),
+    /// 503 with `Retry-After`: a dependency is down or the server is busy.
     #[error("{0}")]
     Unavailable(&'static str),
     /// 503 with `Retry-After`, logged with its cause: the database cannot

@@ -17,6 +17,7 @@ pub mod service;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;
+pub mod throttle;
 
 use std::{
     future::Future,
@@ -41,6 +42,7 @@ use crate::{
     server::ConnectionLimits,
     state::AppState,
     tasks::BackgroundTasks,
+    throttle::{argon2::Argon2Queue, Throttle},
 };
 
 /// How long shutdown waits for in-flight requests.
@@ -113,6 +115,8 @@ impl App {
             revocations,
             registration_open: config.registration == Registration::Open,
             limits: config.limits.clone(),
+            throttle: Arc::new(Throttle::new(&config.limits)),
+            argon2: Arc::new(Argon2Queue::new(config.limits.argon2_queue)),
             draining: AtomicBool::new(false),
         });
 
@@ -124,6 +128,15 @@ impl App {
         let (revocations, db) = (Arc::clone(&state.revocations), state.db.clone());
         tasks.add("revocation feed", move |stopping| {
             revocations.follow(db, stopping)
+        });
+        let throttle = Arc::clone(&state.throttle);
+        tasks.add_until_stopped("limiter sweeper", async move {
+            let mut every = tokio::time::interval(throttle::FORGET_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                throttle.forget_idle();
+            }
         });
         // Where the signing keys are reloaded from; none for a configured key.
         if let Some(keyring) = keyring {
@@ -150,6 +163,11 @@ impl App {
     /// The revocations this server enforces, for tests that look at its window.
     pub fn revocations(&self) -> Arc<Revocations> {
         Arc::clone(&self.state.revocations)
+    }
+
+    /// The argon2 queue, for tests that fill it.
+    pub fn argon2(&self) -> Arc<Argon2Queue> {
+        Arc::clone(&self.state.argon2)
     }
 
     /// Serves until `stop` completes, then lets in-flight requests finish,

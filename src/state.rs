@@ -3,7 +3,12 @@
 use std::sync::{atomic::AtomicBool, Arc};
 
 use crate::{
-    config::Limits, db::Db, domain::tokens::Tokens, last_used::LastUsed, revocations::Revocations,
+    config::Limits,
+    db::Db,
+    domain::tokens::Tokens,
+    last_used::LastUsed,
+    revocations::Revocations,
+    throttle::{argon2::Argon2Queue, Throttle},
 };
 
 pub struct AppState {
@@ -13,6 +18,10 @@ pub struct AppState {
     pub revocations: Arc<Revocations>,
     pub registration_open: bool,
     pub limits: Limits,
+    /// The abuse limiters of this instance.
+    pub throttle: Arc<Throttle>,
+    /// Where password hashes and checks wait for a core.
+    pub argon2: Arc<Argon2Queue>,
     /// Set once shutdown begins, so `/ready` sends load balancers elsewhere
     /// while requests drain.
     pub draining: AtomicBool,

@@ -25,7 +25,7 @@ pub struct Limits {
     #[arg(long, env = "LATCHKEY_KEY_FAILURES_PER_MINUTE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub key_failures_per_minute: u32,
 
-    /// Accounts one address may register per hour.
+    /// Registration attempts one address may make per hour, each counted whether it succeeds or not; past it, 429.
     #[arg(long, env = "LATCHKEY_REGISTRATIONS_PER_HOUR", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub registrations_per_hour: u32,
 

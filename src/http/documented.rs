@@ -140,7 +140,7 @@ impl<D: Documented> ApiResponse for Failure<D> {
                         "WWW-Authenticate",
                         "The RFC 6750 bearer challenge, on token and scope failures.",
                     )],
-                    503 => vec![header(
+                    429 | 503 => vec![header(
                         "Retry-After",
                         "Seconds to wait before trying again.",
                     )],

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod docs;
 pub mod documented;
 pub mod fields;

@@ -8,13 +8,14 @@ use poem::{
 use poem_openapi::{payload::Json, Object};
 
 use super::problem::RETRY_AFTER_SECS;
+use crate::throttle::Throttled;
 
 /// RFC 6749 §5.2.
 #[derive(Debug, Object)]
 pub struct OAuthError {
     /// `invalid_request`, `invalid_client`, `invalid_grant`,
-    /// `unsupported_grant_type`, `invalid_scope`, `temporarily_unavailable`
-    /// or `server_error`.
+    /// `unsupported_grant_type`, `invalid_scope`, `too_many_requests`,
+    /// `temporarily_unavailable` or `server_error`.
     pub error: String,
     pub error_description: String,
 }
@@ -46,6 +47,25 @@ pub fn temporarily_unavailable(cause: &anyhow::Error) -> Json<OAuthError> {
     error(
         "temporarily_unavailable",
         "The server cannot reach its database right now; retry after the time in Retry-After.",
+    )
+}
+
+/// The client address is over its budget of failures.
+pub fn too_many_requests(throttled: &Throttled) -> Json<OAuthError> {
+    error(
+        "too_many_requests",
+        format!(
+            "Too many failed attempts from your address; retry in {} seconds (Retry-After).",
+            throttled.retry_after.as_secs()
+        ),
+    )
+}
+
+/// The argon2 queue is full.
+pub fn busy() -> Json<OAuthError> {
+    error(
+        "temporarily_unavailable",
+        "Too many password checks are waiting on this server; retry after the time in Retry-After.",
     )
 }
 

@@ -87,6 +87,7 @@ impl ResponseError for Error {
             Error::Forbidden(_) | Error::MissingScope(_) => StatusCode::FORBIDDEN,
             Error::MissingToken | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) | Error::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -163,6 +164,18 @@ impl ResponseError for Error {
                 ),
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECS),
+            ),
+            Error::Throttled(throttled) => with_header(
+                problem(
+                    status,
+                    format!(
+                        "Too many attempts from your address; try again in {} seconds \
+                         (`Retry-After`).",
+                        throttled.retry_after.as_secs()
+                    ),
+                ),
+                header::RETRY_AFTER,
+                HeaderValue::from(throttled.retry_after.as_secs()),
             ),
             Error::Unavailable(what) => with_header(
                 problem(status, format!("{what}.")),

@@ -2,10 +2,8 @@
 //! caller's account as it is now, changing a password, and signing out
 //! everywhere.
 
-use std::{collections::BTreeMap, sync::LazyLock};
+use std::collections::BTreeMap;
 
-use anyhow::Context;
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::{
@@ -21,28 +19,57 @@ use crate::{
     },
     error::{self, Error, FieldError},
     state::AppState,
+    throttle::{
+        argon2::{Argon2Error, Argon2Queue},
+        Account, ClientAddress,
+    },
 };
 
-/// `POST /users`: a `user` account, when registration is open.
-pub async fn register(state: &AppState, email: &str, password: String) -> Result<User, Error> {
+/// Why a login or registration is refused when the argon2 queue is full.
+pub const ARGON2_BUSY: &str =
+    "Too many password checks are waiting on this server; try again after `Retry-After` seconds";
+
+/// `POST /users`: a `user` account, when registration is open. Every
+/// attempt from `client` counts against its registrations per hour, valid
+/// or not.
+pub async fn register(
+    state: &AppState,
+    email: &str,
+    password: String,
+    client: ClientAddress,
+) -> Result<User, Error> {
     if !state.registration_open {
         return Err(Error::Forbidden(
             "Registration is closed on this server; ask an administrator for an account",
         ));
     }
-    create(&state.db, email, password, Role::User).await
+    state
+        .throttle
+        .registration(client)
+        .map_err(Error::Throttled)?;
+    insert(&state.db, &state.argon2, email, password, Role::User).await
+}
+
+/// An account made from the command line, whose hash is the only one this
+/// process runs.
+pub async fn create(db: &Db, email: &str, password: String, role: Role) -> Result<User, Error> {
+    insert(db, &Argon2Queue::new(0), email, password, role).await
 }
 
 /// Validates the email and password together (so every bad field is
 /// reported at once), hashes the password with argon2id off the async
 /// workers, and stores the account.
-pub async fn create(db: &Db, email: &str, password: String, role: Role) -> Result<User, Error> {
+async fn insert(
+    db: &Db,
+    argon2: &Argon2Queue,
+    email: &str,
+    password: String,
+    role: Role,
+) -> Result<User, Error> {
     let email = Email::parse(email).map_err(|m| FieldError::new("email", m));
     let password = Password::parse_new(password).map_err(|m| FieldError::new("password", m));
     let (email, password) = error::both(email, password)?;
-    let hash = with_argon2(move || password.hash())
-        .await
-        .context("hashing a password")?
+    let hash = queued(argon2.run(move || password.hash()).await)?
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
     db::users::insert(db, &email, &hash, role)
         .await
@@ -128,22 +155,21 @@ pub async fn fold_stored_emails(db: &Db) -> Result<Folded, Error> {
     Ok(done)
 }
 
-/// Runs an argon2 hash or check on the blocking pool, at most one per core at
-/// a time: each takes ~19 MiB and real CPU, so a flood of logins queues here
-/// instead of spawning hundreds of blocking threads.
+/// Runs an argon2 hash or check in the server's argon2 queue (one per core
+/// at a time, `--argon2-queue` waiting): a full queue is a `503`.
 pub async fn with_argon2<T: Send + 'static>(
+    state: &AppState,
     work: impl FnOnce() -> T + Send + 'static,
-) -> anyhow::Result<T> {
-    static PERMITS: LazyLock<Semaphore> = LazyLock::new(|| {
-        Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
-    });
-    let _permit = PERMITS
-        .acquire()
-        .await
-        .context("the argon2 limiter is closed")?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .context("argon2 panicked")
+) -> Result<T, Error> {
+    queued(state.argon2.run(work).await)
+}
+
+fn queued<T>(outcome: Result<T, Argon2Error>) -> Result<T, Error> {
+    match outcome {
+        Ok(done) => Ok(done),
+        Err(Argon2Error::Busy) => Err(Error::Unavailable(ARGON2_BUSY)),
+        Err(Argon2Error::Failed(e)) => Err(Error::Internal(e.context("running argon2"))),
+    }
 }
 
 /// The caller's account as it is now, not as their token remembers it. Used
@@ -175,15 +201,15 @@ pub async fn sign_out(state: &AppState, claims: &Claims) -> Result<(), Error> {
 pub async fn change_password(
     state: &AppState,
     claims: &Claims,
+    client: ClientAddress,
     current_password: String,
     new_password: String,
 ) -> Result<(), Error> {
     let new = Password::parse_new(new_password).map_err(|m| Error::invalid("new_password", m))?;
     let current = Password::offered(current_password);
-    verify_current_password(state, claims.user_id, current).await?;
-    let hash = with_argon2(move || new.hash())
-        .await
-        .context("hashing a password")?
+    verify_current_password(state, claims.user_id, client, current).await?;
+    let hash = with_argon2(state, move || new.hash())
+        .await?
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
     let lifetime = state.revocations.lifetime();
     let change = db::users::set_password(&state.db, claims.user_id, &hash, lifetime)
@@ -197,28 +223,37 @@ const DISABLED: Error =
     Error::Forbidden("This account is disabled; its tokens can no longer change anything");
 
 /// The one place a password offered to prove that the caller is the
-/// account's owner, rather than to log in, is checked: anything that counts
-/// such guesses belongs here. A wrong password is a `422` naming
-/// `current_password`; a disabled (or deleted) account's is refused whatever
-/// it is, after the same argon2 run.
+/// account's owner, rather than to log in, is checked. A wrong one counts as
+/// a failed login of the account from `client`, so a stolen token is no
+/// faster a way to guess the password than the token endpoint, and a
+/// throttled pair is refused before argon2 runs. A wrong password is a `422`
+/// naming `current_password`; a disabled (or deleted) account's is refused
+/// whatever it is.
 async fn verify_current_password(
     state: &AppState,
     user_id: Uuid,
+    client: ClientAddress,
     offered: Password,
 ) -> Result<(), Error> {
-    let login = db::users::find_login_by_id(&state.db, user_id).await?;
-    let stored = login.as_ref().map(|l| l.password_hash.clone());
-    let verified = with_argon2(move || offered.verify(stored.as_deref()))
-        .await
-        .context("verifying a password")?;
-    match login {
-        Some(login) if login.user.disabled => Err(DISABLED),
-        Some(_) if verified => Ok(()),
-        Some(_) => Err(Error::invalid(
+    let login = match db::users::find_login_by_id(&state.db, user_id).await? {
+        Some(login) if !login.user.disabled => login,
+        _ => return Err(DISABLED),
+    };
+    let account = Account::named(&login.user.email);
+    state
+        .throttle
+        .check_login(account, client)
+        .map_err(Error::Throttled)?;
+    let stored = login.password_hash;
+    if with_argon2(state, move || offered.verify(Some(&stored))).await? {
+        state.throttle.login_succeeded(account, client);
+        Ok(())
+    } else {
+        state.throttle.login_failed(account, client);
+        Err(Error::invalid(
             "current_password",
             "is not this account's password",
-        )),
-        None => Err(DISABLED),
+        ))
     }
 }
 

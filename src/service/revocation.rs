@@ -11,19 +11,30 @@ use crate::{
     error::Error,
     revocations::{Refusal, TOKEN_REVOCATIONS_PER_ACCOUNT},
     state::AppState,
+    throttle::ClientAddress,
 };
 
 /// Revokes what `token` is: an API key (recognised by its format) with every
 /// token it minted, or one access token. Whatever is not a live credential of
 /// this server is left alone: RFC 7009 §2.2 answers the same either way, so
-/// the endpoint tells nobody whether a guess was right.
-pub async fn revoke(state: &AppState, token: &str) -> Result<(), Error> {
+/// the endpoint tells nobody whether a guess was right. A key that is not
+/// found counts as a failed client authentication of `address`, and an
+/// address over that budget is refused before a key is looked up.
+pub async fn revoke(state: &AppState, token: &str, address: ClientAddress) -> Result<(), Error> {
     if let Ok(key) = ApiKey::parse(token) {
-        if let Some((key_id, _owner)) = db::keys::find_by_hash(&state.db, &key.hash()).await? {
-            match keys::revoke(state, key_id, Owner::Anyone).await {
+        state
+            .throttle
+            .check_key(address)
+            .map_err(Error::Throttled)?;
+        match db::keys::find_by_hash(&state.db, &key.hash()).await? {
+            Some((key_id, _owner)) => match keys::revoke(state, key_id, Owner::Anyone).await {
                 Ok(()) | Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
-            }
+            },
+            None => state
+                .throttle
+                .key_failed(address)
+                .map_err(Error::Throttled)?,
         }
         return Ok(());
     }
@@ -59,8 +70,9 @@ pub async fn introspect(
     secret: &str,
     client_id: Option<&str>,
     token: &str,
+    address: ClientAddress,
 ) -> Result<Introspected, ExchangeError> {
-    token::authenticate(state, secret, client_id, db::now()).await?;
+    token::authenticate(state, secret, client_id, db::now(), address).await?;
     let claims = match state.tokens.verify(token) {
         Ok(claims) => match state.revocations.check(&claims) {
             Ok(()) => Some(claims),

@@ -5,7 +5,6 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::accounts;
 use crate::{
     db::{self, keys::KeyOwner},
     domain::{
@@ -17,6 +16,7 @@ use crate::{
     },
     error::Error,
     state::AppState,
+    throttle::{argon2::Argon2Error, Account, ClientAddress, Throttled},
 };
 
 /// The client id a password login's tokens carry.
@@ -32,6 +32,12 @@ pub enum ExchangeError {
     InvalidGrant(String),
     #[error("{0}")]
     InvalidScope(String),
+    /// The client address is over its budget of failures: `too_many_requests`.
+    #[error("too many failed attempts; retry after {}s", .0.retry_after.as_secs())]
+    Throttled(Throttled),
+    /// The argon2 queue is full: `temporarily_unavailable`, worth a retry.
+    #[error("too many password checks are waiting")]
+    Busy,
     /// The database cannot answer now: `temporarily_unavailable`, worth a retry.
     #[error("the database cannot answer now")]
     Unavailable(#[source] anyhow::Error),
@@ -58,7 +64,30 @@ pub struct Exchanged {
 /// as they are now. A malformed key is refused by its checksum before the
 /// database is asked; a revoked or expired key, or a disabled owner, is not
 /// a client.
+///
+/// An address over its budget of failed authentications is refused before
+/// anything else, whatever key it sends; its failures are what count.
 pub async fn authenticate(
+    state: &AppState,
+    secret: &str,
+    client_id: Option<&str>,
+    now: DateTime<Utc>,
+    address: ClientAddress,
+) -> Result<(KeyOwner, KeyState), ExchangeError> {
+    state
+        .throttle
+        .check_key(address)
+        .map_err(ExchangeError::Throttled)?;
+    match key_client(state, secret, client_id, now).await {
+        Err(ExchangeError::InvalidClient(why)) => Err(match state.throttle.key_failed(address) {
+            Ok(()) => ExchangeError::InvalidClient(why),
+            Err(throttled) => ExchangeError::Throttled(throttled),
+        }),
+        outcome => outcome,
+    }
+}
+
+async fn key_client(
     state: &AppState,
     secret: &str,
     client_id: Option<&str>,
@@ -98,11 +127,12 @@ pub async fn with_key(
     secret: &str,
     client_id: Option<&str>,
     requested: Option<Scopes>,
+    address: ClientAddress,
 ) -> Result<Exchanged, ExchangeError> {
     // Taken before the key is read: a revocation that commits after the read
     // covers this token.
     let now = db::now();
-    let (owner, key_state) = authenticate(state, secret, client_id, now).await?;
+    let (owner, key_state) = authenticate(state, secret, client_id, now, address).await?;
     let scopes = grants::for_key(&key_state, requested, now).map_err(grant_error_for_client)?;
     let client_id = owner.key_id.to_string();
     let issued = state
@@ -123,13 +153,22 @@ pub async fn with_key(
 }
 
 /// Resource owner password credentials: the email and password of an account.
+/// Failed logins of one account from one address make that address wait
+/// (before argon2 runs), whether the account exists or not; a right password
+/// ends the run.
 pub async fn with_password(
     state: &AppState,
     username: &str,
     password: String,
     requested: Option<Scopes>,
+    address: ClientAddress,
 ) -> Result<Exchanged, ExchangeError> {
     const WRONG: &str = "the email or password is wrong";
+    let account = Account::named(username);
+    state
+        .throttle
+        .check_login(account, address)
+        .map_err(ExchangeError::Throttled)?;
     let now = db::now();
     let login = match Email::parse(username) {
         Ok(email) => db::users::find_login(&state.db, &email).await?,
@@ -139,15 +178,27 @@ pub async fn with_password(
     let password = Password::offered(password);
     // argon2 is slow by design; keep it off the async workers. It runs even for
     // an unknown email so the answer takes as long either way.
-    let verified = accounts::with_argon2(move || password.verify(stored.as_deref()))
+    let verified = match state
+        .argon2
+        .run(move || password.verify(stored.as_deref()))
         .await
-        .context("verifying a password")?;
-    // A disabled account's right password answers as a wrong one does: were
-    // the answers different, a suspended account's password could still be
-    // guessed through this endpoint.
+    {
+        Ok(verified) => verified,
+        Err(Argon2Error::Busy) => return Err(ExchangeError::Busy),
+        Err(Argon2Error::Failed(e)) => return Err(e.context("verifying a password").into()),
+    };
     let user = match login {
-        Some(login) if verified && !login.user.disabled => login.user,
-        _ => return Err(ExchangeError::InvalidGrant(WRONG.into())),
+        // A disabled account's right password answers as a wrong one does and
+        // counts as a failure: were the answers different, a suspended
+        // account's password could still be guessed through this endpoint.
+        Some(login) if verified && !login.user.disabled => {
+            state.throttle.login_succeeded(account, address);
+            login.user
+        }
+        _ => {
+            state.throttle.login_failed(account, address);
+            return Err(ExchangeError::InvalidGrant(WRONG.into()));
+        }
     };
     let scopes = grants::for_login(user.role, user.disabled, requested).map_err(|e| match e {
         GrantError::ScopeNotAllowed(_) => ExchangeError::InvalidScope(e.to_string()),

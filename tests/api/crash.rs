@@ -53,6 +53,8 @@ impl Server {
             // Tokens taken before the kill are checked after the restart, on a
             // machine that may be running many tests at once.
             .args(["--token-ttl", "1h"])
+            // Every worker registers from 127.0.0.1.
+            .args(["--registrations-per-hour", "1000000"])
             .args(["--log-format", "json"])
             .arg("--data-dir")
             .arg(data_dir)

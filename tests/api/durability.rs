@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use latchkey::db::Backend;
 
-use crate::helpers::{assert_problem, on_sql, skipped_unless, spawn_app, TestApp, TestUser};
+use crate::helpers::{
+    assert_problem, on_sql, skipped_unless, spawn_app, spawn_app_with, TestApp, TestUser,
+};
 
 /// Collects what the server logs on this test's thread.
 #[derive(Clone, Default)]
@@ -101,7 +103,8 @@ async fn a_full_database_refuses_every_kind_of_write_with_a_503_and_acknowledges
             .with_ansi(false)
             .finish(),
     );
-    let app = spawn_app().await;
+    // Forty registrations from one address.
+    let app = spawn_app_with(|c| c.limits.registrations_per_hour = 1000).await;
     let admin = app.admin().await.token;
     let user = TestUser::generate().register(&app).await;
     let token = user.login(&app).await;

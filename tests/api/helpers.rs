@@ -12,6 +12,7 @@ use latchkey::{
     db::{Backend, Db},
     domain::scopes::Role,
     revocations::Revocations,
+    throttle::argon2::Argon2Queue,
     App,
 };
 use reqwest::{header::HeaderValue, Client, Method, RequestBuilder, Response, StatusCode};
@@ -205,6 +206,8 @@ pub struct TestApp {
     pub database: TestDatabase,
     /// The revocations the server enforces.
     pub revocations: Arc<Revocations>,
+    /// The server's argon2 queue.
+    pub argon2: Arc<Argon2Queue>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     pub dir: TempDir,
@@ -293,6 +296,7 @@ async fn start(config: Config, database: TestDatabase, dir: TempDir) -> TestApp 
     let addr = app.addr();
     let server_db = app.db();
     let revocations = app.revocations();
+    let argon2 = app.argon2();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -314,6 +318,7 @@ async fn start(config: Config, database: TestDatabase, dir: TempDir) -> TestApp 
         server_db,
         database,
         revocations,
+        argon2,
         stop: Some(stop),
         server: Some(server),
         dir,

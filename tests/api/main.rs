@@ -28,6 +28,7 @@ mod revocation;
 mod schemas;
 mod signing;
 mod startup;
+mod throttle;
 mod todos;
 mod token;
 mod users;

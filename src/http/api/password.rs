@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use poem::web::Data;
+use poem::{web::Data, Request};
 use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use crate::{
     http::{
         auth::Auth,
+        client,
         documented::{documented, Failure},
         fields,
     },
@@ -45,8 +46,9 @@ documented! {
         401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The account is disabled.",
         422 => "`current_password` is not the account's password, or `new_password` is not acceptable; `errors` names which.",
+        429 => "Too many wrong `current_password`s for this account from your address; they count as failed logins (`--login-failures`). Try again after `Retry-After` seconds.",
         500 => "The server failed; the error has been logged.",
-        503 => "The database cannot take the request now; the password was not changed. Try again after `Retry-After` seconds."
+        503 => "The database cannot take the request now, or too many password checks are waiting (`--argon2-queue`); the password was not changed. Try again after `Retry-After` seconds."
     }
 }
 
@@ -65,6 +67,7 @@ impl PasswordApi {
     #[oai(path = "/me/password", method = "put", operation_id = "changePassword")]
     async fn change_password(
         &self,
+        req: &Request,
         state: Data<&Arc<AppState>>,
         auth: Auth,
         body: Json<PasswordChange>,
@@ -73,7 +76,14 @@ impl PasswordApi {
             current_password,
             new_password,
         } = body.0;
-        accounts::change_password(&state, auth.claims(), current_password, new_password).await?;
+        accounts::change_password(
+            &state,
+            auth.claims(),
+            client::address(req, &state),
+            current_password,
+            new_password,
+        )
+        .await?;
         Ok(ChangePasswordResponse::Changed)
     }
 }

@@ -16,6 +16,7 @@ use crate::{
     error::Error,
     http::{
         auth::Auth,
+        client,
         documented::{documented, Failure},
         oauth::{self, OAuthError, NO_STORE},
         problem::RETRY_AFTER_SECS,
@@ -113,6 +114,14 @@ pub enum RevocationResponse {
     /// `invalid_request`: no `token`, or a body of another shape.
     #[oai(status = 400)]
     BadRequest(Json<OAuthError>, #[oai(header = "Cache-Control")] String),
+    /// `too_many_requests`: too many API keys sent from this address were
+    /// unknown here; no key is looked up until `Retry-After` seconds have passed.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<OAuthError>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Retry-After")] String,
+    ),
     /// `temporarily_unavailable`: the database cannot take the revocation now;
     /// nothing was revoked. Retry after `Retry-After` seconds.
     #[oai(status = 503)]
@@ -144,6 +153,14 @@ pub enum IntrospectionResponse {
         Json<OAuthError>,
         #[oai(header = "Cache-Control")] String,
         #[oai(header = "WWW-Authenticate")] Option<String>,
+    ),
+    /// `too_many_requests`: too many failed client authentications from this
+    /// address; any key is refused until `Retry-After` seconds have passed.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<OAuthError>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Retry-After")] String,
     ),
     /// `temporarily_unavailable`: the database cannot answer now. Retry after
     /// `Retry-After` seconds.
@@ -186,6 +203,11 @@ fn malformed(err: &poem::Error) -> String {
 impl RevocationResponse {
     fn from_error(e: Error) -> RevocationResponse {
         match e {
+            Error::Throttled(throttled) => RevocationResponse::TooManyRequests(
+                oauth::too_many_requests(&throttled),
+                NO_STORE.into(),
+                throttled.retry_after_secs(),
+            ),
             Error::Storage(e) => RevocationResponse::Unavailable(
                 oauth::temporarily_unavailable(&e.into()),
                 NO_STORE.into(),
@@ -223,6 +245,11 @@ impl IntrospectionResponse {
     fn from_error(e: ExchangeError, challenge: bool) -> IntrospectionResponse {
         match e {
             ExchangeError::InvalidClient(d) => IntrospectionResponse::invalid_client(d, challenge),
+            ExchangeError::Throttled(throttled) => IntrospectionResponse::TooManyRequests(
+                oauth::too_many_requests(&throttled),
+                NO_STORE.into(),
+                throttled.retry_after_secs(),
+            ),
             ExchangeError::Unavailable(e) => IntrospectionResponse::Unavailable(
                 oauth::temporarily_unavailable(&e),
                 NO_STORE.into(),
@@ -234,6 +261,10 @@ impl IntrospectionResponse {
                     NO_STORE.into(),
                 )
             }
+            ExchangeError::Busy => IntrospectionResponse::ServerError(
+                oauth::server_error(&anyhow::anyhow!("introspection ran no password check")),
+                NO_STORE.into(),
+            ),
             ExchangeError::Internal(e) => {
                 IntrospectionResponse::ServerError(oauth::server_error(&e), NO_STORE.into())
             }
@@ -269,6 +300,7 @@ impl RevocationApi {
     async fn revoke(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &Request,
         body: RevocationBody,
     ) -> RevocationResponse {
         let request = match body {
@@ -280,7 +312,7 @@ impl RevocationApi {
                 NO_STORE.into(),
             );
         };
-        match revocation::revoke(&state, &token).await {
+        match revocation::revoke(&state, &token, client::address(req, &state)).await {
             Ok(()) => RevocationResponse::Revoked(NO_STORE.into()),
             Err(e) => RevocationResponse::from_error(e),
         }
@@ -306,6 +338,7 @@ impl RevocationApi {
         let request = match body {
             IntrospectionBody::Form(Form(r)) | IntrospectionBody::Json(Json(r)) => r,
         };
+        let address = client::address(req, &state);
         let client =
             match token_request::client(req.headers(), request.client_id, request.client_secret) {
                 Ok(client) => client,
@@ -317,9 +350,14 @@ impl RevocationApi {
                 NO_STORE.into(),
             );
         };
-        let found =
-            revocation::introspect(&state, &client.secret, client.client_id.as_deref(), &token)
-                .await;
+        let found = revocation::introspect(
+            &state,
+            &client.secret,
+            client.client_id.as_deref(),
+            &token,
+            address,
+        )
+        .await;
         match found {
             Ok(found) => {
                 let body = match found.claims {

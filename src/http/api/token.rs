@@ -9,6 +9,7 @@ use super::ApiTags;
 use crate::{
     http::{
         auth::Auth,
+        client,
         documented::{documented, Failure},
         oauth::{self, OAuthError, NO_STORE},
         problem::RETRY_AFTER_SECS,
@@ -55,8 +56,18 @@ pub enum TokenResponse {
         #[oai(header = "Cache-Control")] String,
         #[oai(header = "WWW-Authenticate")] Option<String>,
     ),
-    /// `temporarily_unavailable`: the database cannot answer now; retry after
-    /// `Retry-After` seconds.
+    /// `too_many_requests`: too many failed client authentications from this
+    /// address (any key is refused until `Retry-After` seconds have passed), or
+    /// too many failed logins of this account from this address (the right
+    /// password from elsewhere still works).
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<OAuthError>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Retry-After")] String,
+    ),
+    /// `temporarily_unavailable`: the database cannot answer now, or too many
+    /// logins wait for a password check; retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Unavailable(
         Json<OAuthError>,
@@ -108,6 +119,14 @@ impl TokenResponse {
             ExchangeError::InvalidClient(d) => TokenResponse::invalid_client(d, challenge),
             ExchangeError::InvalidGrant(d) => TokenResponse::bad_request("invalid_grant", d),
             ExchangeError::InvalidScope(d) => TokenResponse::bad_request("invalid_scope", d),
+            ExchangeError::Throttled(throttled) => TokenResponse::TooManyRequests(
+                oauth::too_many_requests(&throttled),
+                NO_STORE.into(),
+                throttled.retry_after_secs(),
+            ),
+            ExchangeError::Busy => {
+                TokenResponse::Unavailable(oauth::busy(), NO_STORE.into(), RETRY_AFTER_SECS.into())
+            }
             ExchangeError::Unavailable(e) => TokenResponse::Unavailable(
                 oauth::temporarily_unavailable(&e),
                 NO_STORE.into(),
@@ -178,12 +197,20 @@ impl TokenApi {
             Ok(request) => request,
             Err(refusal) => return TokenResponse::refused(refusal),
         };
+        let address = client::address(req, &state);
         let result = match request.grant {
             Grant::ClientCredentials { secret, client_id } => {
-                token::with_key(&state, &secret, client_id.as_deref(), request.scope).await
+                token::with_key(
+                    &state,
+                    &secret,
+                    client_id.as_deref(),
+                    request.scope,
+                    address,
+                )
+                .await
             }
             Grant::Password { username, password } => {
-                token::with_password(&state, &username, password, request.scope).await
+                token::with_password(&state, &username, password, request.scope, address).await
             }
         };
         match result {

@@ -1,11 +1,12 @@
 use std::sync::Arc;
 
-use poem::web::Data;
+use poem::{web::Data, Request};
 use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use crate::{
     http::{
+        client,
         documented::{documented, Failure},
         fields,
         types::User,
@@ -39,8 +40,9 @@ documented! {
         403 => "Registration is closed on this server.",
         409 => "An account with this email already exists.",
         422 => "The email or password is not acceptable; `errors` lists which.",
+        429 => "Too many registration attempts from your address (`--registrations-per-hour`, every attempt counted). Try again after `Retry-After` seconds.",
         500 => "The server failed; the error has been logged.",
-        503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
+        503 => "The database cannot take the request now (a full disk, an I/O error), or too many password hashes are waiting; nothing was changed. Try again after `Retry-After` seconds."
     }
 }
 
@@ -54,10 +56,12 @@ impl UsersApi {
     async fn register(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &Request,
         body: Json<NewUser>,
     ) -> Result<RegisterResponse, Failure<RegisterErrors>> {
         let NewUser { email, password } = body.0;
-        let user = accounts::register(&state, &email, password).await?;
+        let user =
+            accounts::register(&state, &email, password, client::address(req, &state)).await?;
         Ok(RegisterResponse::Created(Json(user.into())))
     }
 }
