@@ -20,10 +20,16 @@ const TIMED_OUT: &str = "The request took longer than the request timeout \
     (`--request-timeout`); if it changes something, the change may or may not have been \
     made. Try again after `Retry-After` seconds.";
 
+/// The `431` the connection answers, before any route sees the request, for
+/// headers over [`crate::server::MAX_HEADERS_SIZE`]; it has no body.
+const HEADERS_TOO_LARGE: &str = "The request's headers are over 16 KiB in all (HTTP/1.1: the \
+    request line and headers; HTTP/2: the header list). The answer has no body, and over \
+    HTTP/1.1 the connection is closed.";
+
 /// Documents on every operation of `doc` what any of them may answer
-/// whatever its handler does: where an operation already documents a
-/// `503`, its description says so too; elsewhere the `503` is added as
-/// problem+json.
+/// whatever its handler does: the `431` of oversized headers, and the `503`
+/// of the request timeout (where an operation already documents a `503`,
+/// its description says so too; elsewhere it is added as problem+json).
 pub fn document_shared(doc: &mut Value) {
     let operations = doc
         .get_mut("paths")
@@ -61,6 +67,8 @@ pub fn document_shared(doc: &mut Value) {
                 );
             }
         }
+        responses.insert("431".into(), json!({ "description": HEADERS_TOO_LARGE }));
+        responses.sort_keys();
     }
 }
 
