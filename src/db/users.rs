@@ -135,6 +135,11 @@ const UPDATE_ACCESS: &str = "
 const LOCK_ACTIVE_ADMINS: &str =
     "SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id FOR UPDATE";
 
+/// PostgreSQL only: the account's row, locked, so that what is counted of the
+/// account's rows before an insert (keys, todos under their caps) stays true
+/// until the insert commits.
+pub(super) const LOCK_USER: &str = "SELECT id FROM users WHERE id = $1 FOR UPDATE";
+
 /// PostgreSQL only: the account's row as it is before the change, locked, so
 /// that what the change is recorded as (a disable, an enable) is what it did
 /// even when two updates of one account race.

@@ -466,7 +466,10 @@ async fn list_user_keys_for_a_user_without_keys_is_empty() {
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!({ "items": [] }));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({ "items": [], "next_cursor": null })
+    );
 }
 
 #[tokio::test]
