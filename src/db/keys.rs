@@ -75,6 +75,7 @@ pub async fn insert(db: &Db, key: NewKey<'_>, max_active: u32) -> Result<Inserte
         if postgres {
             sqlx::query(super::users::LOCK_USER)
                 .bind(key.user_id)
+                .bind(super::users::lock_user_idle_limit())
                 .execute(&mut *tx)
                 .await?;
         }

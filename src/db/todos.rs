@@ -33,6 +33,7 @@ pub async fn insert(
         if postgres {
             sqlx::query(super::users::LOCK_USER)
                 .bind(owner)
+                .bind(super::users::lock_user_idle_limit())
                 .execute(&mut *tx)
                 .await?;
         }

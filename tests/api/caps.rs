@@ -2,12 +2,17 @@
 //! problem+json naming the limit, and two creations racing at the cap never
 //! both succeed, on either backend and across instances.
 
+use std::time::{Duration, Instant};
+
 use futures_util::future::join_all;
+use latchkey::db::Backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, on_sql, spawn_app_with, TestApp, ISSUER};
+use crate::helpers::{
+    assert_problem, on_sql, skipped_unless, spawn_app_with, StallingProxy, TestApp, ISSUER,
+};
 
 async fn active_keys(app: &TestApp) -> i64 {
     on_sql!(app.sql, |pool| sqlx::query_scalar(
@@ -191,4 +196,65 @@ async fn todos_created_at_once_at_the_cap_on_two_instances_never_exceed_it() {
         }
     }
     assert_eq!(todo_count(&one).await, 3);
+}
+
+#[tokio::test]
+async fn a_creation_whose_instance_vanished_mid_transaction_blocks_the_account_only_briefly() {
+    if skipped_unless(
+        Backend::Postgres,
+        "the account's row is locked on PostgreSQL only",
+    ) {
+        return;
+    }
+    // Arrange: a second instance whose connections pass through a proxy the
+    // test can stall, and a key of the account to revoke meanwhile.
+    let first = spawn_app_with(|c| c.issuer = Some(ISSUER.into())).await;
+    let proxy = StallingProxy::start(&first.database.url()).await;
+    let proxied = proxy.url(&first.database.url());
+    let second = first
+        .another_instance_with(|c| c.database_url = Some(proxied))
+        .await;
+    let token = first.user_token().await;
+    let key = first.create_key(&token, json!({ "name": "k" })).await;
+    let stalled_title = format!("stalled {}", Uuid::now_v7());
+
+    // Act: the insert's own message goes silent after the account's row was
+    // locked, so the database holds the lock for a client that is gone.
+    proxy.stall_on(stalled_title.as_bytes());
+    let revoke_path = format!("/keys/{}", key.id);
+    let (stalled, (revoked, revoke_took)) = tokio::join!(
+        second.post(&token, "/todos", json!({ "title": stalled_title })),
+        async {
+            // Meanwhile, once the row is locked and well before the
+            // abandoned transaction is ended.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let started = Instant::now();
+            let resp = first.delete(&token, &revoke_path).await;
+            (resp, started.elapsed())
+        }
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let created = loop {
+        let resp = first
+            .post(&token, "/todos", json!({ "title": "after" }))
+            .await;
+        if resp.status() == StatusCode::CREATED || Instant::now() > deadline {
+            break resp;
+        }
+        assert_problem(resp, StatusCode::SERVICE_UNAVAILABLE).await;
+    };
+
+    // Assert: the stalled creation failed without storing anything; the
+    // lock never stopped a revocation (its foreign key check shares the
+    // row), and the account creates again once the database ended the
+    // abandoned transaction.
+    assert_problem(stalled, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    assert!(revoke_took < Duration::from_secs(2), "{revoke_took:?}");
+    assert_eq!(
+        created.status(),
+        StatusCode::CREATED,
+        "the lock was released"
+    );
+    assert_eq!(todo_count(&first).await, 1);
 }
