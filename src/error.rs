@@ -4,7 +4,10 @@
 use std::borrow::Cow;
 
 use crate::{
-    domain::{scopes::Scope, tokens::TokenError},
+    domain::{
+        scopes::{Scope, Scopes},
+        tokens::TokenError,
+    },
     throttle::Throttled,
 };
 
@@ -56,6 +59,11 @@ pub enum Error {
     /// 422: the request was well-formed but these fields are not acceptable.
     #[error("{} field(s) are invalid", .0.len())]
     Invalid(Vec<FieldError>),
+    /// 400: the request is well-formed, but asks for more than the credential
+    /// making it can give (a key outliving the key whose token makes it, or
+    /// left with no scope); these fields must change.
+    #[error("{} field(s) ask for more than the credential can give", .0.len())]
+    BadRequest(Vec<FieldError>),
     /// 403 (problem+json): an action this server does not allow anyone right now.
     #[error("{0}")]
     Forbidden(&'static str),
@@ -68,6 +76,10 @@ pub enum Error {
     /// 403 with `error="insufficient_scope"`.
     #[error("the access token lacks the `{0}` scope")]
     MissingScope(Scope),
+    /// 403 with `error="insufficient_scope"` and `scope` naming `needed`: the
+    /// token asked to hand on scopes it does not hold itself (`missing`).
+    #[error("the access token lacks `{missing}`")]
+    InsufficientScope { needed: Scopes, missing: Scopes },
     /// 413: the request body is over the limit.
     #[error("the request body is too large")]
     BodyTooLarge,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{changes, Db};
+use super::{changes, Backend, Db};
 use crate::domain::{
     keys::KeyHash,
     revocation::{Change, ChangeKind, Millis},
@@ -46,30 +46,77 @@ pub struct NewKey<'a> {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-pub async fn insert(db: &Db, key: NewKey<'_>) -> Result<Key, sqlx::Error> {
-    let sql = format!(
-        "INSERT INTO api_keys (id, user_id, name, key_hash, hint, scopes, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         RETURNING {KEY_COLUMNS}"
-    );
-    on_backend!(db.writer(), |pool| sqlx::query_as(&sql)
-        .bind(Uuid::now_v7())
-        .bind(key.user_id)
-        .bind(key.name)
-        .bind(&key.hash.0[..])
-        .bind(key.hint)
-        .bind(key.scopes.to_string())
-        .bind(super::now())
-        .bind(key.expires_at)
-        .fetch_all(pool)
-        .await)
-    .and_then(super::one)
+/// What inserting a key did.
+pub enum Inserted {
+    Key(Key),
+    /// The owner already holds `max_active` active keys: nothing was stored.
+    AtLimit,
 }
 
-pub async fn list_for_user(db: &Db, user_id: Uuid) -> Result<Vec<Key>, sqlx::Error> {
-    let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY id");
+/// Stores a key unless its owner already holds `max_active` active keys (not
+/// revoked, not expired). The count and the insert are one statement: on
+/// SQLite a writing statement holds the write lock from its first step, so
+/// two creations at the limit cannot both pass. On PostgreSQL, under READ
+/// COMMITTED, both could count the same rows; so the owner's row is locked
+/// first, and the second creation counts after the first has committed.
+pub async fn insert(db: &Db, key: NewKey<'_>, max_active: u32) -> Result<Inserted, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO api_keys (id, user_id, name, key_hash, hint, scopes, created_at, expires_at)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8
+         WHERE (SELECT count(*) FROM api_keys
+                WHERE user_id = $2 AND revoked_at IS NULL
+                  AND (expires_at IS NULL OR expires_at > $7)) < $9
+         RETURNING {KEY_COLUMNS}"
+    );
+    let postgres = db.backend() == Backend::Postgres;
+    let now = super::now();
+    let rows: Vec<Key> = on_backend!(db.writer(), |pool| {
+        let mut tx = pool.begin().await?;
+        if postgres {
+            sqlx::query(super::users::LOCK_USER)
+                .bind(key.user_id)
+                .bind(super::users::lock_user_idle_limit())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rows = sqlx::query_as(&sql)
+            .bind(Uuid::now_v7())
+            .bind(key.user_id)
+            .bind(key.name)
+            .bind(&key.hash.0[..])
+            .bind(key.hint)
+            .bind(key.scopes.to_string())
+            .bind(now)
+            .bind(key.expires_at)
+            .bind(i64::from(max_active))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(rows)
+    })?;
+    Ok(match super::at_most_one(rows) {
+        Some(key) => Inserted::Key(key),
+        None => Inserted::AtLimit,
+    })
+}
+
+/// One page of a user's keys, revoked and expired ones included, in creation
+/// order, with one row more than asked so the caller knows whether another
+/// page follows.
+pub async fn list_for_user(
+    db: &Db,
+    user_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Key>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 AND ($2 IS NULL OR id > $2)
+         ORDER BY id LIMIT $3"
+    );
     on_backend!(db.reader(), |pool| sqlx::query_as(&sql)
         .bind(user_id)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
         .fetch_all(pool)
         .await)
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::Db;
+use super::{Backend, Db};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Todo {
@@ -16,26 +16,45 @@ pub struct Todo {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Stores a todo unless its owner already holds `max` of them, counted and
+/// inserted as keys are (see `keys::insert`): two creations at the limit
+/// cannot both pass, on either backend. `None` when at the limit.
 pub async fn insert(
     db: &Db,
     owner: Uuid,
     title: &str,
     completed: bool,
-) -> Result<Todo, sqlx::Error> {
+    max: u32,
+) -> Result<Option<Todo>, sqlx::Error> {
     let now = super::now();
-    on_backend!(db.writer(), |pool| sqlx::query_as(
-        "INSERT INTO todos (id, user_id, title, completed, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $5)
-         RETURNING id, title, completed, created_at, updated_at",
-    )
-    .bind(Uuid::now_v7())
-    .bind(owner)
-    .bind(title)
-    .bind(completed)
-    .bind(now)
-    .fetch_all(pool)
-    .await)
-    .and_then(super::one)
+    let postgres = db.backend() == Backend::Postgres;
+    let rows: Vec<Todo> = on_backend!(db.writer(), |pool| {
+        let mut tx = pool.begin().await?;
+        if postgres {
+            sqlx::query(super::users::LOCK_USER)
+                .bind(owner)
+                .bind(super::users::lock_user_idle_limit())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rows = sqlx::query_as(
+            "INSERT INTO todos (id, user_id, title, completed, created_at, updated_at)
+             SELECT $1, $2, $3, $4, $5, $5
+             WHERE (SELECT count(*) FROM todos WHERE user_id = $2) < $6
+             RETURNING id, title, completed, created_at, updated_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(owner)
+        .bind(title)
+        .bind(completed)
+        .bind(now)
+        .bind(i64::from(max))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(rows)
+    })?;
+    Ok(super::at_most_one(rows))
 }
 
 /// One page in creation order, with one row more than asked so the caller

@@ -219,6 +219,28 @@ const UPDATE_ACCESS: &str = "
 const LOCK_ACTIVE_ADMINS: &str =
     "SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id FOR UPDATE";
 
+/// PostgreSQL only: the account's row, locked, so that what is counted of the
+/// account's rows before an insert (keys, todos under their caps) stays true
+/// until the insert commits; bind [`lock_user_idle_limit`] as `$2`.
+///
+/// `FOR NO KEY UPDATE` makes two such inserts queue, yet does not block the
+/// `FOR KEY SHARE` lock that every foreign key check on the account takes
+/// (another todo or key of it, a revocation of its keys). A transaction whose
+/// client vanishes (a partition) would keep the lock until TCP noticed, hours
+/// later, and stop the account's creations at every instance; so the server
+/// ends the transaction once it idles longer than the client would have
+/// waited for it.
+pub(super) const LOCK_USER: &str =
+    "SELECT set_config('idle_in_transaction_session_timeout', $2, true)
+     FROM users WHERE id = $1 FOR NO KEY UPDATE";
+
+/// How long a transaction holding [`LOCK_USER`] may idle: a little past the
+/// operation's own deadline, after which its client has given up on it.
+pub(super) fn lock_user_idle_limit() -> String {
+    let limit = super::postgres::OPERATION_TIMEOUT + std::time::Duration::from_secs(1);
+    format!("{}ms", limit.as_millis())
+}
+
 /// PostgreSQL only: the account's row as it is before the change, locked, so
 /// that what the change is recorded as (a disable, an enable) is what it did
 /// even when two updates of one account race.

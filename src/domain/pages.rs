@@ -1,5 +1,5 @@
 //! Pages of a list: how many items, where the next page starts. Every list
-//! the API serves (todos, accounts) pages the same way.
+//! the API serves (todos, accounts, keys) pages the same way.
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use uuid::Uuid;
@@ -8,6 +8,10 @@ use crate::error::{self, Error, FieldError};
 
 pub const LIMIT_DEFAULT: u32 = 20;
 pub const LIMIT_MAX: u32 = 100;
+/// A page of keys holds the most a page may: with the default cap on active
+/// keys per account, one page shows an account's keys unless it also holds
+/// revoked or expired ones.
+pub const KEYS_LIMIT_DEFAULT: u32 = LIMIT_MAX;
 
 /// How many items a page holds: 1 to 100, 20 when not asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,8 +19,13 @@ pub struct Limit(u32);
 
 impl Limit {
     pub fn parse(n: Option<i64>) -> Result<Limit, &'static str> {
+        Self::parse_or(n, LIMIT_DEFAULT)
+    }
+
+    /// Like [`Limit::parse`], with another default (at most [`LIMIT_MAX`]).
+    pub fn parse_or(n: Option<i64>, default: u32) -> Result<Limit, &'static str> {
         match n {
-            None => Ok(Limit(LIMIT_DEFAULT)),
+            None => Ok(Limit(default.clamp(1, LIMIT_MAX))),
             Some(n) if (1..=i64::from(LIMIT_MAX)).contains(&n) => Ok(Limit(n as u32)),
             Some(_) => Err("must be between 1 and 100"),
         }
@@ -67,7 +76,17 @@ pub fn page_params(
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<(Limit, Option<Cursor>), Error> {
-    let limit = Limit::parse(limit).map_err(|m| FieldError::new("limit", m));
+    page_params_or(limit, cursor, LIMIT_DEFAULT)
+}
+
+/// Like [`page_params`], for a list whose pages hold `default` items unless
+/// asked otherwise.
+pub fn page_params_or(
+    limit: Option<i64>,
+    cursor: Option<&str>,
+    default: u32,
+) -> Result<(Limit, Option<Cursor>), Error> {
+    let limit = Limit::parse_or(limit, default).map_err(|m| FieldError::new("limit", m));
     let cursor = cursor
         .map(Cursor::parse)
         .transpose()
@@ -86,6 +105,20 @@ mod tests {
         assert!(Limit::parse(Some(0)).is_err());
         assert!(Limit::parse(Some(101)).is_err());
         assert!(Limit::parse(Some(-1)).is_err());
+    }
+
+    #[test]
+    fn another_default_changes_only_what_an_unasked_page_holds() {
+        assert_eq!(
+            Limit::parse_or(None, KEYS_LIMIT_DEFAULT).unwrap().get(),
+            100
+        );
+        assert_eq!(
+            Limit::parse_or(Some(3), KEYS_LIMIT_DEFAULT).unwrap().get(),
+            3
+        );
+        assert!(Limit::parse_or(Some(101), KEYS_LIMIT_DEFAULT).is_err());
+        assert!(Limit::parse_or(Some(0), KEYS_LIMIT_DEFAULT).is_err());
     }
 
     #[test]

@@ -63,6 +63,16 @@ fn problem_with(status: StatusCode, detail: String, errors: Option<Vec<InvalidFi
         .body(body.to_json_string())
 }
 
+fn invalid_fields(fields: &[error::FieldError]) -> Vec<InvalidField> {
+    fields
+        .iter()
+        .map(|f| InvalidField {
+            field: f.field.into(),
+            message: f.message.clone(),
+        })
+        .collect()
+}
+
 fn bearer_challenge(extra: Option<String>) -> HeaderValue {
     let value = match extra {
         None => format!(r#"Bearer realm="{REALM}""#),
@@ -84,7 +94,10 @@ impl ResponseError for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Forbidden(_) | Error::MissingScope(_) => StatusCode::FORBIDDEN,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Forbidden(_) | Error::MissingScope(_) | Error::InsufficientScope { .. } => {
+                StatusCode::FORBIDDEN
+            }
             Error::MissingToken | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -102,14 +115,18 @@ impl ResponseError for Error {
                     "The request has invalid fields: {}. Correct them and try again.",
                     names.join(", ")
                 );
-                let errors = fields
+                problem_with(status, detail, Some(invalid_fields(fields)))
+            }
+            Error::BadRequest(fields) => {
+                let what: Vec<_> = fields
                     .iter()
-                    .map(|f| InvalidField {
-                        field: f.field.into(),
-                        message: f.message.clone(),
-                    })
+                    .map(|f| format!("`{}` {}", f.field, f.message))
                     .collect();
-                problem_with(status, detail, Some(errors))
+                let detail = format!(
+                    "The request asks for more than the credential making it can give: {}.",
+                    what.join("; ")
+                );
+                problem_with(status, detail, Some(invalid_fields(fields)))
             }
             Error::MissingToken => with_header(
                 problem(
@@ -144,6 +161,20 @@ impl ResponseError for Error {
                 header::WWW_AUTHENTICATE,
                 bearer_challenge(Some(format!(
                     r#"error="insufficient_scope", scope="{scope}""#
+                ))),
+            ),
+            Error::InsufficientScope { needed, missing } => with_header(
+                problem(
+                    status,
+                    format!(
+                        "The access token lacks `{missing}`: a token can hand on only scopes it \
+                         holds. Ask for fewer scopes, or use a token that holds `{needed}` (a \
+                         login gets every scope of your role)."
+                    ),
+                ),
+                header::WWW_AUTHENTICATE,
+                bearer_challenge(Some(format!(
+                    r#"error="insufficient_scope", error_description="The access token lacks {missing}", scope="{needed}""#
                 ))),
             ),
             Error::BodyTooLarge => problem(

@@ -110,15 +110,21 @@ impl From<db::keys::Key> for Key {
     }
 }
 
+/// A page of keys.
 #[derive(Debug, Object)]
-pub struct KeyList {
+pub struct KeyPage {
+    /// Oldest first, revoked and expired keys included.
     pub items: Vec<Key>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
 }
 
-impl KeyList {
-    pub fn of(keys: Vec<db::keys::Key>) -> KeyList {
-        KeyList {
+impl KeyPage {
+    pub fn of((keys, next_cursor): (Vec<db::keys::Key>, Option<String>)) -> KeyPage {
+        KeyPage {
             items: keys.into_iter().map(Key::from).collect(),
+            next_cursor,
         }
     }
 }

@@ -62,11 +62,18 @@ pub async fn update_user(
     Ok(user)
 }
 
-/// Every key of an account, revoked ones included.
-pub async fn user_keys(state: &AppState, claims: &Claims, id: Uuid) -> Result<Vec<Key>, Error> {
+/// A page of an account's keys, revoked ones included, and the cursor of the
+/// next one.
+pub async fn user_keys(
+    state: &AppState,
+    claims: &Claims,
+    id: Uuid,
+    limit: Limit,
+    cursor: Option<Cursor>,
+) -> Result<(Vec<Key>, Option<String>), Error> {
     accounts::current_admin(&state.db, claims).await?;
     db::users::get(&state.db, id).await?.ok_or(NO_SUCH_USER)?;
-    Ok(db::keys::list_for_user(&state.db, id).await?)
+    keys::page(state, id, limit, cursor).await
 }
 
 /// Revokes anyone's key.

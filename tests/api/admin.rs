@@ -439,6 +439,60 @@ async fn list_user_keys_shows_that_user_s_keys_without_plaintext() {
 }
 
 #[tokio::test]
+async fn list_user_keys_pages_with_limit_and_cursor_until_next_cursor_is_null() {
+    // Arrange
+    let app = spawn_app().await;
+    let admin = app.admin().await.token;
+    let owner = TestUser::generate().register(&app).await;
+    let owner_token = owner.login(&app).await;
+    let mut created = Vec::new();
+    for i in 0..3 {
+        let key = app
+            .create_key(&owner_token, json!({ "name": format!("k{i}") }))
+            .await;
+        created.push(key.id);
+    }
+    let path = format!("/admin/users/{}/keys", owner.id);
+
+    // Act
+    let whole: Value = app.get(&admin, &path).await.json().await.unwrap();
+    let first: Value = app
+        .get(&admin, &format!("{path}?limit=2"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = first["next_cursor"].as_str().expect("a second page");
+    let second: Value = app
+        .get(&admin, &format!("{path}?limit=2&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bad_limit = app.get(&admin, &format!("{path}?limit=101")).await;
+    let bad_cursor = app.get(&admin, &format!("{path}?cursor=nope")).await;
+
+    // Assert
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&whole), created, "a page holds up to 100 by default");
+    assert!(whole["next_cursor"].is_null());
+    assert_eq!(ids(&first), created[..2]);
+    assert_eq!(ids(&second), created[2..]);
+    assert!(second["next_cursor"].is_null());
+    let problem = assert_problem(bad_limit, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["limit"]);
+    let problem = assert_problem(bad_cursor, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(field_errors(&problem), ["cursor"]);
+}
+
+#[tokio::test]
 async fn list_user_keys_for_an_unknown_user_is_404() {
     // Arrange
     let app = spawn_app().await;
@@ -466,7 +520,10 @@ async fn list_user_keys_for_a_user_without_keys_is_empty() {
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!({ "items": [] }));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({ "items": [], "next_cursor": null })
+    );
 }
 
 #[tokio::test]

@@ -10,12 +10,15 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
-    domain::{pages::page_params, scopes::Scope},
+    domain::{
+        pages::{page_params, page_params_or, KEYS_LIMIT_DEFAULT},
+        scopes::Scope,
+    },
     http::{
         auth::Auth,
         documented::{documented, Failure},
         fields,
-        types::{KeyList, RoleName, User},
+        types::{KeyPage, RoleName, User},
     },
     service::admin,
     state::AppState,
@@ -58,9 +61,9 @@ pub enum UpdateUserResponse {
 
 #[derive(ApiResponse)]
 pub enum UserKeysResponse {
-    /// The account's keys, revoked ones included.
+    /// A page of the account's keys, revoked ones included.
     #[oai(status = 200)]
-    Ok(Json<KeyList>),
+    Ok(Json<KeyPage>),
 }
 
 #[derive(ApiResponse)]
@@ -89,10 +92,11 @@ documented! {
         503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
     UserKeysErrors {
-        400 => "The id is not a UUID.",
+        400 => "The id is not a UUID, or a query parameter is not of its documented type.",
         401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `admin` scope.",
         404 => "There is no account with this id.",
+        422 => "`limit` is out of range or `cursor` is not one this API gave out.",
         500 => "The server failed; the error has been logged.",
         503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
@@ -155,7 +159,8 @@ impl AdminApi {
 
     /// List an account's keys
     ///
-    /// Needs `admin`.
+    /// Oldest first, revoked and expired keys included, `limit` (1 to 100,
+    /// default 100) at a time; follow `next_cursor` for more. Needs `admin`.
     #[oai(
         path = "/admin/users/:id/keys",
         method = "get",
@@ -166,10 +171,15 @@ impl AdminApi {
         state: Data<&Arc<AppState>>,
         auth: Auth,
         id: Path<Uuid>,
+        /// Page size, 1 to 100 (default 100).
+        limit: Query<Option<i64>>,
+        /// `next_cursor` from the previous page.
+        cursor: Query<Option<String>>,
     ) -> Result<UserKeysResponse, Failure<UserKeysErrors>> {
         let claims = auth.require(Scope::Admin)?;
-        let keys = admin::user_keys(&state, claims, id.0).await?;
-        Ok(UserKeysResponse::Ok(Json(KeyList::of(keys))))
+        let (limit, cursor) = page_params_or(limit.0, cursor.0.as_deref(), KEYS_LIMIT_DEFAULT)?;
+        let page = admin::user_keys(&state, claims, id.0, limit, cursor).await?;
+        Ok(UserKeysResponse::Ok(Json(KeyPage::of(page))))
     }
 
     /// Revoke any key

@@ -2,18 +2,26 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::{param::Path, payload::Json, ApiResponse, Object, OpenApi};
+use poem_openapi::{
+    param::{Path, Query},
+    payload::Json,
+    ApiResponse, Object, OpenApi,
+};
 use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
     db,
-    domain::{new_key::KeyRequest, scopes::Scope},
+    domain::{
+        new_key::KeyRequest,
+        pages::{page_params_or, KEYS_LIMIT_DEFAULT},
+        scopes::Scope,
+    },
     http::{
         auth::Auth,
         documented::{documented, Failure},
         fields,
-        types::{Key, KeyList},
+        types::{Key, KeyPage},
     },
     service::keys::{self, Owner, NO_SUCH_KEY},
     state::AppState,
@@ -35,9 +43,13 @@ pub struct NewKey {
     /// What the key is for, 1 to 100 characters after trimming, with no control character (such as a newline or a tab) inside.
     #[oai(deserialize_with = "fields::name")]
     pub name: String,
-    /// Defaults to `todos:read` and `todos:write`. Never more than your role allows.
+    /// Defaults to `todos:read` and `todos:write`, narrowed to what the token
+    /// creating the key holds. Never more than your role allows, nor than
+    /// that token holds.
     pub scopes: Option<Vec<String>>,
-    /// When the key stops working; must be in the future. Left out, it never expires.
+    /// When the key stops working; must be in the future. With a token
+    /// minted from another key, no later than that key expires, and left
+    /// out, then; with a login's token, left out, it never expires.
     #[oai(deserialize_with = "fields::expires_at")]
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -61,9 +73,9 @@ pub enum CreateKeyResponse {
 
 #[derive(ApiResponse)]
 pub enum ListKeysResponse {
-    /// Your keys, revoked ones included, oldest first.
+    /// A page of your keys, revoked and expired ones included, oldest first.
     #[oai(status = 200)]
-    Ok(Json<KeyList>),
+    Ok(Json<KeyPage>),
 }
 
 #[derive(ApiResponse)]
@@ -82,16 +94,19 @@ pub enum RevokeKeyResponse {
 
 documented! {
     CreateKeyErrors {
-        400 => "The body is not JSON of the documented shape.",
-        401 => "No bearer token, or an invalid, expired or revoked one.",
-        403 => "The token lacks the `keys:manage` scope.",
+        400 => "The body is not JSON of the documented shape; or the key would outlive the key the token was minted from (`expires_at`), or be left with no scope because the token holds neither default scope (`scopes`); `errors` names the field.",
+        401 => "No bearer token, or an invalid, expired or revoked one (or the key it was minted from is revoked or expired).",
+        403 => "The token lacks the `keys:manage` scope, or one of the `scopes` asked for (`error=\"insufficient_scope\"`; `scope` names what the token would need).",
+        409 => "The account already holds as many active keys as the server allows (`--max-keys-per-user`); revoke one first.",
         422 => "The name, scopes or expiry is not acceptable; `errors` lists which.",
         500 => "The server failed; the error has been logged.",
         503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
     ListKeysErrors {
+        400 => "A query parameter is not of its documented type.",
         401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `keys:manage` scope.",
+        422 => "`limit` is out of range or `cursor` is not one this API gave out.",
         500 => "The server failed; the error has been logged.",
         503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
     }
@@ -110,7 +125,11 @@ impl KeysApi {
     /// Create an API key
     ///
     /// Returns the key's plaintext once. Trade it for an access token at
-    /// `/auth/token` with `grant_type=client_credentials`. Needs `keys:manage`.
+    /// `/auth/token` with `grant_type=client_credentials`. A key never holds
+    /// more than the token creating it: its scopes lie within the token's
+    /// (and your role's), and a token minted from a key makes keys that
+    /// expire no later than that key. An account holds at most
+    /// `--max-keys-per-user` active keys. Needs `keys:manage`.
     #[oai(path = "/keys", method = "post", operation_id = "createKey")]
     async fn create_key(
         &self,
@@ -132,16 +151,23 @@ impl KeysApi {
 
     /// List your API keys
     ///
-    /// Every key you made, revoked ones included. Needs `keys:manage`.
+    /// Every key you made, revoked and expired ones included, oldest first,
+    /// `limit` (1 to 100, default 100) at a time; follow `next_cursor` for
+    /// more. Needs `keys:manage`.
     #[oai(path = "/keys", method = "get", operation_id = "listKeys")]
     async fn list_keys(
         &self,
         state: Data<&Arc<AppState>>,
         auth: Auth,
+        /// Page size, 1 to 100 (default 100).
+        limit: Query<Option<i64>>,
+        /// `next_cursor` from the previous page.
+        cursor: Query<Option<String>>,
     ) -> Result<ListKeysResponse, Failure<ListKeysErrors>> {
         let claims = auth.require(Scope::KeysManage)?;
-        let keys = db::keys::list_for_user(&state.db, claims.user_id).await?;
-        Ok(ListKeysResponse::Ok(Json(KeyList::of(keys))))
+        let (limit, cursor) = page_params_or(limit.0, cursor.0.as_deref(), KEYS_LIMIT_DEFAULT)?;
+        let page = keys::page(&state, claims.user_id, limit, cursor).await?;
+        Ok(ListKeysResponse::Ok(Json(KeyPage::of(page))))
     }
 
     /// Get one of your API keys

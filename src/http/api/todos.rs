@@ -118,6 +118,7 @@ documented! {
         400 => "The body is not JSON of the documented shape.",
         401 => "No bearer token, or an invalid, expired or revoked one.",
         403 => "The token lacks the `todos:write` scope.",
+        409 => "The account already holds as many todos as the server allows (`--max-todos-per-user`); delete one first.",
         422 => "The title is empty, too long or holds a control character.",
         500 => "The server failed; the error has been logged.",
         503 => "The database cannot take the request now (a full disk, an I/O error); nothing was changed. Try again after `Retry-After` seconds."
@@ -189,7 +190,7 @@ impl TodosApi {
 
     /// Create a todo
     ///
-    /// Needs `todos:write`.
+    /// An account holds at most `--max-todos-per-user` todos. Needs `todos:write`.
     #[oai(path = "/todos", method = "post", operation_id = "createTodo")]
     async fn create_todo(
         &self,
@@ -199,13 +200,21 @@ impl TodosApi {
     ) -> Result<CreateTodoResponse, Failure<CreateTodoErrors>> {
         let claims = auth.require(Scope::TodosWrite)?;
         let title = TodoTitle::parse(&body.title).map_err(|m| Error::invalid("title", m))?;
+        let max = state.limits.max_todos_per_user;
         let todo = db::todos::insert(
             &state.db,
             claims.user_id,
             &title.into_inner(),
             body.completed.unwrap_or(false),
+            max,
         )
-        .await?;
+        .await?
+        .ok_or_else(|| {
+            Error::Conflict(format!(
+                "This account already holds {max} todos, the most one account may hold on this \
+                 server (--max-todos-per-user {max}); delete one it no longer needs, then try again"
+            ))
+        })?;
         let location = format!("/todos/{}", todo.id);
         Ok(CreateTodoResponse::Created(Json(todo.into()), location))
     }
