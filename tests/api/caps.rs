@@ -93,6 +93,22 @@ async fn an_expired_key_frees_its_slot_and_another_account_has_its_own_cap() {
     assert_eq!(after_expiry.status(), StatusCode::CREATED);
 }
 
+/// Racing creations for the last slot: exactly one was created, and every
+/// other was refused at the cap.
+async fn assert_one_took_the_slot(answers: Vec<reqwest::Response>, flag: &str, limit: u32) {
+    let statuses: Vec<StatusCode> = answers.iter().map(|r| r.status()).collect();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{statuses:?}");
+    for resp in answers {
+        if resp.status() != StatusCode::CREATED {
+            assert_at_cap(resp, flag, limit).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn keys_created_at_once_at_the_cap_on_two_instances_never_exceed_it() {
     // Arrange: one slot left, and requests racing for it at two instances
@@ -117,17 +133,7 @@ async fn keys_created_at_once_at_the_cap_on_two_instances_never_exceed_it() {
     let answers = join_all(racing).await;
 
     // Assert
-    let statuses: Vec<StatusCode> = answers.iter().map(|r| r.status()).collect();
-    let created = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    assert_eq!(created, 1, "{statuses:?}");
-    for resp in answers {
-        if resp.status() != StatusCode::CREATED {
-            assert_at_cap(resp, "--max-keys-per-user", 3).await;
-        }
-    }
+    assert_one_took_the_slot(answers, "--max-keys-per-user", 3).await;
     assert_eq!(active_keys(&one).await, 3);
 }
 
@@ -184,17 +190,7 @@ async fn todos_created_at_once_at_the_cap_on_two_instances_never_exceed_it() {
     let answers = join_all(racing).await;
 
     // Assert
-    let statuses: Vec<StatusCode> = answers.iter().map(|r| r.status()).collect();
-    let created = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    assert_eq!(created, 1, "{statuses:?}");
-    for resp in answers {
-        if resp.status() != StatusCode::CREATED {
-            assert_at_cap(resp, "--max-todos-per-user", 3).await;
-        }
-    }
+    assert_one_took_the_slot(answers, "--max-todos-per-user", 3).await;
     assert_eq!(todo_count(&one).await, 3);
 }
 

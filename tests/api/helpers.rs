@@ -4,6 +4,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, OnceLock},
+    time::Duration,
 };
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
@@ -806,6 +807,31 @@ pub struct TestKey {
     pub body: Value,
 }
 
+/// A user with a login token, a key, and a token minted from the key.
+pub struct Holder {
+    pub user: TestUser,
+    pub login: String,
+    pub key: TestKey,
+    pub from_key: String,
+}
+
+pub async fn holder(app: &TestApp) -> Holder {
+    let user = TestUser::generate().register(app).await;
+    let login = user.login(app).await;
+    let key = app.create_key(&login, json!({ "name": "ci" })).await;
+    let from_key = app.exchange(&key).await;
+    Holder {
+        user,
+        login,
+        key,
+        from_key,
+    }
+}
+
+/// How long another instance may take to learn a change: it reloads twice a
+/// second; a busy CI machine gets the rest.
+pub const ELSEWHERE: Duration = Duration::from_secs(5);
+
 // ---- todos ----
 
 impl TestApp {
@@ -871,11 +897,7 @@ pub fn field_errors(problem: &Value) -> Vec<String> {
 /// Polls `app` with `token` on `GET /me` until it is refused as revoked,
 /// which must happen within `within`; meanwhile it must be accepted. Tells
 /// how long it took.
-pub async fn refused_within(
-    app: &TestApp,
-    token: &str,
-    within: std::time::Duration,
-) -> std::time::Duration {
+pub async fn refused_within(app: &TestApp, token: &str, within: Duration) -> Duration {
     let start = std::time::Instant::now();
     loop {
         let resp = app.get(token, "/me").await;
@@ -885,7 +907,7 @@ pub async fn refused_within(
         }
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(start.elapsed() < within, "still accepted after {within:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -1,46 +1,18 @@
 //! `PUT /me/password`: the current password checked, the new one judged by
 //! the same rules as at registration, and every earlier token of the account
 //! refused afterwards, on every instance.
-
-use std::time::Duration;
-
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use latchkey::db::Backend;
 
 use crate::helpers::{
-    access_token, assert_oauth_error, assert_problem, assert_revoked, field_errors, refused_within,
-    spawn_app, spawn_app_on, spawn_app_with, test_backend, www_authenticate, TestApp, TestKey,
-    TestUser, ISSUER,
+    access_token, assert_oauth_error, assert_problem, assert_revoked, field_errors, holder,
+    refused_within, spawn_app, spawn_app_on, spawn_app_with, test_backend, www_authenticate,
+    TestApp, ELSEWHERE, ISSUER,
 };
 
 const NEW: &str = "a much better passphrase";
-
-/// How long another instance may take to learn of a change (it reloads twice
-/// a second; a busy CI machine gets the rest).
-const ELSEWHERE: Duration = Duration::from_secs(5);
-
-/// A user with a login token, a key and a token minted from the key.
-struct Holder {
-    user: TestUser,
-    login: String,
-    key: TestKey,
-    from_key: String,
-}
-
-async fn holder(app: &TestApp) -> Holder {
-    let user = TestUser::generate().register(app).await;
-    let login = user.login(app).await;
-    let key = app.create_key(&login, json!({ "name": "ci" })).await;
-    let from_key = app.exchange(&key).await;
-    Holder {
-        user,
-        login,
-        key,
-        from_key,
-    }
-}
 
 async fn me(app: &TestApp, token: &str) -> Response {
     app.get(token, "/me").await

@@ -10,13 +10,10 @@ use serde_json::{json, Value};
 use latchkey::db::Backend;
 
 use crate::helpers::{
-    assert_oauth_error, assert_problem, assert_revoked, refused_within, spawn_app, spawn_app_on,
-    spawn_app_with, test_backend, www_authenticate, TestApp, TestKey, TestUser, ISSUER,
+    assert_oauth_error, assert_problem, assert_revoked, holder, refused_within, spawn_app,
+    spawn_app_on, spawn_app_with, test_backend, www_authenticate, TestApp, TestKey, ELSEWHERE,
+    ISSUER,
 };
-
-/// How long another instance may take to learn a change: it reloads twice a
-/// second; a busy CI machine gets the rest.
-const ELSEWHERE: Duration = Duration::from_secs(5);
 
 /// Instances that share a database share their issuer too: without one
 /// configured, each would name itself by its own port.
@@ -26,27 +23,6 @@ async fn spawn_shared() -> TestApp {
 
 async fn me(app: &TestApp, token: &str) -> Response {
     app.get(token, "/me").await
-}
-
-/// A user with a login token and a key-minted token.
-struct Holder {
-    user: TestUser,
-    login: String,
-    key: TestKey,
-    from_key: String,
-}
-
-async fn holder(app: &TestApp) -> Holder {
-    let user = TestUser::generate().register(app).await;
-    let login = user.login(app).await;
-    let key = app.create_key(&login, json!({ "name": "ci" })).await;
-    let from_key = app.exchange(&key).await;
-    Holder {
-        user,
-        login,
-        key,
-        from_key,
-    }
 }
 
 async fn revoke(app: &TestApp, body: &[(&str, &str)]) -> Response {

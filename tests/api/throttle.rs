@@ -24,6 +24,21 @@ fn client_from(address: IpAddr) -> Client {
     Client::builder().local_address(address).build().unwrap()
 }
 
+/// A form posted to `/auth/token` from `client`, through a proxy when
+/// `forwarded_for` is given.
+async fn token_via(
+    client: &Client,
+    app: &TestApp,
+    form: &[(&str, &str)],
+    forwarded_for: Option<&str>,
+) -> Response {
+    let mut request = client.post(app.url("/auth/token")).form(form);
+    if let Some(forwarded_for) = forwarded_for {
+        request = request.header("x-forwarded-for", forwarded_for);
+    }
+    request.send().await.unwrap()
+}
+
 async fn login_via(
     client: &Client,
     app: &TestApp,
@@ -31,15 +46,12 @@ async fn login_via(
     password: &str,
     forwarded_for: Option<&str>,
 ) -> Response {
-    let mut request = client.post(app.url("/auth/token")).form(&[
+    let form = [
         ("grant_type", "password"),
         ("username", email),
         ("password", password),
-    ]);
-    if let Some(forwarded_for) = forwarded_for {
-        request = request.header("x-forwarded-for", forwarded_for);
-    }
-    request.send().await.unwrap()
+    ];
+    token_via(client, app, &form, forwarded_for).await
 }
 
 async fn exchange_via(
@@ -49,15 +61,12 @@ async fn exchange_via(
     key: &str,
     forwarded_for: Option<&str>,
 ) -> Response {
-    let mut request = client.post(app.url("/auth/token")).form(&[
+    let form = [
         ("grant_type", "client_credentials"),
         ("client_id", key_id),
         ("client_secret", key),
-    ]);
-    if let Some(forwarded_for) = forwarded_for {
-        request = request.header("x-forwarded-for", forwarded_for);
-    }
-    request.send().await.unwrap()
+    ];
+    token_via(client, app, &form, forwarded_for).await
 }
 
 /// Asserts an OAuth `429`: `too_many_requests`, with a `Retry-After` of
