@@ -11,6 +11,7 @@ pub mod fields;
 pub mod middleware;
 pub mod oauth;
 pub mod problem;
+pub mod routes;
 pub mod spec;
 pub mod token_request;
 pub mod types;
@@ -21,7 +22,7 @@ use poem::{
     endpoint::make_sync, get, middleware::CatchPanic, Endpoint, EndpointExt, IntoResponse, Route,
 };
 
-use self::problem::Routes;
+use self::routes::Routes;
 use crate::state::AppState;
 
 pub fn app(state: Arc<AppState>) -> impl Endpoint {

@@ -11,6 +11,7 @@ use poem::{
 };
 use poem_openapi::{types::ToJSON, Object};
 
+use super::routes::Routes;
 use crate::{
     db,
     domain::tokens::TokenError,
@@ -228,39 +229,6 @@ pub fn panicked() -> Response {
     problem(StatusCode::INTERNAL_SERVER_ERROR, SERVER_FAILED)
 }
 
-/// The path templates the app serves and the methods each accepts, so that a
-/// `405` can name them (RFC 9110 §15.5.6).
-pub struct Routes(Vec<(Vec<String>, Vec<String>)>);
-
-impl Routes {
-    /// From `(template, methods)` pairs such as `("/todos/{id}", ["GET", "PATCH"])`.
-    pub fn new(routes: impl IntoIterator<Item = (String, Vec<String>)>) -> Routes {
-        Routes(
-            routes
-                .into_iter()
-                .map(|(template, methods)| {
-                    (template.split('/').map(str::to_owned).collect(), methods)
-                })
-                .collect(),
-        )
-    }
-
-    fn allowed(&self, path: &str) -> Vec<String> {
-        let segments: Vec<&str> = path.split('/').collect();
-        self.0
-            .iter()
-            .find(|(template, _)| {
-                template.len() == segments.len()
-                    && template
-                        .iter()
-                        .zip(&segments)
-                        .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
-            })
-            .map(|(_, methods)| methods.clone())
-            .unwrap_or_else(|| vec!["GET".into()])
-    }
-}
-
 /// Wraps the whole app: every error that escapes a handler or the framework
 /// becomes problem+json, and internal errors are logged here, once.
 pub async fn problems<E: Endpoint>(
@@ -380,19 +348,5 @@ mod tests {
             r#"Expected input type "boolean""#
         );
         assert_eq!(redact_values("no value here"), "no value here");
-    }
-
-    #[test]
-    fn a_path_is_matched_against_the_templates_for_its_allowed_methods() {
-        let routes = Routes::new([
-            ("/todos".to_owned(), vec!["GET".into(), "POST".into()]),
-            (
-                "/todos/{id}".to_owned(),
-                vec!["GET".into(), "DELETE".into()],
-            ),
-        ]);
-        assert_eq!(routes.allowed("/todos"), ["GET", "POST"]);
-        assert_eq!(routes.allowed("/todos/abc"), ["GET", "DELETE"]);
-        assert_eq!(routes.allowed("/todos/abc/x"), ["GET"]);
     }
 }
