@@ -16,6 +16,7 @@ use crate::{
     db,
     domain::tokens::TokenError,
     error::{self, Error},
+    telemetry::metrics::{Metrics, Verification},
 };
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -230,22 +231,33 @@ pub fn panicked() -> Response {
 }
 
 /// Wraps the whole app: every error that escapes a handler or the framework
-/// becomes problem+json, and internal errors are logged here, once.
+/// becomes problem+json, and internal errors are logged and counted here,
+/// once.
 pub async fn problems<E: Endpoint>(
     next: E,
     req: Request,
     routes: Arc<Routes>,
+    metrics: Arc<Metrics>,
 ) -> poem::Result<Response> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     match next.call(req).await {
         Ok(resp) => Ok(resp.into_response()),
-        Err(err) => Ok(render(err, &method, &path, &routes)),
+        Err(err) => Ok(render(err, &method, &path, &routes, &metrics)),
     }
 }
 
-fn render(err: poem::Error, method: &Method, path: &str, routes: &Routes) -> Response {
+fn render(
+    err: poem::Error,
+    method: &Method,
+    path: &str,
+    routes: &Routes,
+    metrics: &Metrics,
+) -> Response {
     if let Some(e) = err.downcast_ref::<Error>() {
+        if e.is_database_failure() {
+            metrics.database_error();
+        }
         if matches!(
             e,
             Error::Database(_) | Error::Storage(_) | Error::Internal(_)
@@ -254,7 +266,10 @@ fn render(err: poem::Error, method: &Method, path: &str, routes: &Routes) -> Res
         }
         return e.as_response();
     }
+    // Neither security scheme found a bearer token (a token that is there
+    // is counted by its check, in `auth`).
     if err.is::<poem_openapi::error::AuthorizationError>() {
+        metrics.verification(Verification::Missing);
         return Error::MissingToken.as_response();
     }
     let status = err.status();
@@ -303,6 +318,22 @@ fn render(err: poem::Error, method: &Method, path: &str, routes: &Routes) -> Res
         }
     };
     problem(status, detail)
+}
+
+/// What the metrics listener answers to anything but `GET /metrics`.
+pub async fn not_metrics(err: poem::Error) -> Response {
+    if err.status() == StatusCode::METHOD_NOT_ALLOWED {
+        with_header(
+            problem(StatusCode::METHOD_NOT_ALLOWED, "/metrics accepts GET only."),
+            header::ALLOW,
+            HeaderValue::from_static("GET"),
+        )
+    } else {
+        problem(
+            StatusCode::NOT_FOUND,
+            "This listener serves only GET /metrics; the API is on the other one.",
+        )
+    }
 }
 
 /// Parse errors quote the offending value ("found 12345678"); that value may
