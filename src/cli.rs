@@ -147,6 +147,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let base = format!("http://{}", app.addr());
     tracing::info!("latchkey is listening on {base}");
     tracing::info!("Swagger UI: {base}/docs/");
+    if let Some(metrics) = app.metrics_addr() {
+        tracing::info!("Prometheus metrics: http://{metrics}/metrics");
+    }
     app.run_until_stopped().await
 }
 

@@ -55,6 +55,10 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_BIND", default_value = DEFAULT_BIND, global = true)]
     pub bind: SocketAddr,
 
+    /// Address and port of a second listener that serves Prometheus metrics at GET /metrics, and nothing else; keep it off the public network [default: off]
+    #[arg(long, env = "LATCHKEY_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Directory for the database and the generated signing keys; created if missing.
     #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
     pub data_dir: PathBuf,
@@ -169,6 +173,7 @@ impl Config {
             bind: DEFAULT_BIND
                 .parse()
                 .expect("the default bind address parses"),
+            metrics_bind: None,
             data_dir: data_dir.into(),
             database_url: None,
             jwt_secret: None,

@@ -106,6 +106,11 @@ impl Error {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
         Error::Invalid(vec![FieldError::new(field, message)])
     }
+
+    /// Whether the database failed the request (answered `503` or `500`).
+    pub fn is_database_failure(&self) -> bool {
+        matches!(self, Error::Storage(_) | Error::Database(_))
+    }
 }
 
 /// Both values, or every field error among them, so a client learns of all

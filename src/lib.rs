@@ -42,16 +42,26 @@ use crate::{
     server::ConnectionLimits,
     state::AppState,
     tasks::BackgroundTasks,
+    telemetry::metrics::Metrics,
     throttle::{argon2::Argon2Queue, Throttle},
 };
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Connections the metrics listener serves at once: a scraper or two needs
+/// one each, and the rest are left to the API.
+const METRICS_CONNECTIONS: usize = 16;
+
+/// How long a scrape in flight when the API has drained may take to finish.
+const METRICS_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A built server: listening, migrated, not yet serving.
 pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
+    /// With `--metrics-bind`: where `GET /metrics` is served.
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
     state: Arc<AppState>,
     tasks: BackgroundTasks,
     shutdown_delay: Duration,
@@ -67,6 +77,18 @@ impl App {
         let addr = listener
             .local_addr()
             .context("the listener has no address")?;
+        let metrics_listener = match config.metrics_bind {
+            Some(bind) => {
+                let listener = TcpListener::bind(bind)
+                    .await
+                    .with_context(|| format!("binding --metrics-bind {bind}"))?;
+                let addr = listener
+                    .local_addr()
+                    .context("the metrics listener has no address")?;
+                Some((listener, addr))
+            }
+            None => None,
+        };
 
         // Refused before anything is opened, even where it goes unused.
         keyring::secret(&config)?;
@@ -108,6 +130,7 @@ impl App {
             .reload(&db)
             .await
             .context("loading the revocations in force")?;
+        let metrics = Arc::new(Metrics::new());
         let state = Arc::new(AppState {
             db,
             tokens: Arc::new(tokens),
@@ -115,9 +138,10 @@ impl App {
             revocations,
             registration_open: config.registration == Registration::Open,
             limits: config.limits.clone(),
-            throttle: Arc::new(Throttle::new(&config.limits)),
+            throttle: Arc::new(Throttle::new(&config.limits, Arc::clone(&metrics))),
             argon2: Arc::new(Argon2Queue::new(config.limits.argon2_queue)),
             draining: AtomicBool::new(false),
+            metrics,
         });
 
         let mut tasks = BackgroundTasks::default();
@@ -145,6 +169,7 @@ impl App {
         Ok(App {
             listener,
             addr,
+            metrics_listener,
             state,
             tasks,
             shutdown_delay: config.shutdown_delay,
@@ -153,6 +178,11 @@ impl App {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `GET /metrics` is served, with `--metrics-bind`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The server's own database handle (closing it makes `/ready` fail).
@@ -185,14 +215,26 @@ impl App {
                 tokio::time::sleep(delay).await;
             }
         };
-        server::serve(
-            self.listener,
-            http::app(Arc::clone(&self.state)),
-            ConnectionLimits::new(&self.state.limits),
-            stop,
-            DRAIN_TIMEOUT,
-        )
-        .await;
+        let limits = ConnectionLimits::new(&self.state.limits);
+        let (drained, metrics_stop) = tokio::sync::oneshot::channel();
+        let api = async {
+            server::serve(
+                self.listener,
+                http::app(Arc::clone(&self.state)),
+                limits,
+                stop,
+                DRAIN_TIMEOUT,
+            )
+            .await;
+            let _ = drained.send(());
+        };
+        let metrics = serve_metrics(
+            self.metrics_listener.map(|(listener, _)| listener),
+            Arc::clone(&self.state),
+            limits,
+            metrics_stop,
+        );
+        tokio::join!(api, metrics);
         let stopped = tasks.stop().await;
         self.state.db.close().await;
         stopped
@@ -202,6 +244,34 @@ impl App {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(shutdown_signal()).await
     }
+}
+
+/// The metrics listener, if there is one, until `stop`: the API's drain is
+/// over then, so a scrape during it still sees the server.
+async fn serve_metrics(
+    listener: Option<TcpListener>,
+    state: Arc<AppState>,
+    limits: ConnectionLimits,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let Some(listener) = listener else {
+        return;
+    };
+    let limits = ConnectionLimits {
+        max_connections: METRICS_CONNECTIONS,
+        ..limits
+    };
+    let stop = async {
+        let _ = stop.await;
+    };
+    server::serve(
+        listener,
+        http::metrics::app(state),
+        limits,
+        stop,
+        METRICS_DRAIN_TIMEOUT,
+    )
+    .await;
 }
 
 /// Creates the data directory (owner-only) and opens the database with twice

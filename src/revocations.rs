@@ -98,7 +98,7 @@ impl Revocations {
     /// The verification path's check: memory only, no lock.
     pub fn check(&self, claims: &Claims) -> Result<(), Refusal> {
         if let Some(max_lag) = self.max_lag {
-            if self.since_heard() > max_lag {
+            if self.lag() > max_lag {
                 return Err(Refusal::Stale);
             }
         }
@@ -118,7 +118,9 @@ impl Revocations {
         self.window.load().is_empty()
     }
 
-    fn since_heard(&self) -> Duration {
+    /// How long since the database last answered a reload: how far behind
+    /// the window may be.
+    pub fn lag(&self) -> Duration {
         let now = self.elapsed_ms();
         let heard = self.heard_at.load(Ordering::Relaxed);
         Duration::from_millis(u64::try_from(now - heard).unwrap_or(0))

@@ -121,6 +121,7 @@ pub async fn serve<E>(
     let (closing, closing_seen) = watch::channel(false);
     let mut connections = JoinSet::new();
     tracing::info!(
+        addr = %local.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
         max_connections = limits.max_connections,
         "accepting connections"
     );

@@ -8,6 +8,7 @@ use crate::{
     domain::tokens::Tokens,
     last_used::LastUsed,
     revocations::Revocations,
+    telemetry::metrics::Metrics,
     throttle::{argon2::Argon2Queue, Throttle},
 };
 
@@ -25,4 +26,6 @@ pub struct AppState {
     /// Set once shutdown begins, so `/ready` sends load balancers elsewhere
     /// while requests drain.
     pub draining: AtomicBool,
+    /// This instance's own series.
+    pub metrics: Arc<Metrics>,
 }

@@ -1,5 +1,9 @@
-//! Logging. Nothing secret is ever passed to a log call; see `http::problem`
-//! for the one place request errors are logged.
+//! Logs and metrics. Nothing secret is ever passed to a log call; see
+//! `http::problem` for the one place request errors are logged, and
+//! `http::observe` for the line every request leaves.
+
+pub mod histogram;
+pub mod metrics;
 
 use tracing_subscriber::{fmt::MakeWriter, EnvFilter};
 

@@ -171,6 +171,16 @@ enum Pools {
     Postgres(PgPool),
 }
 
+/// The connections of one pool at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    pub pool: &'static str,
+    pub in_use: u32,
+    pub idle: u32,
+    /// The most it opens.
+    pub max: u32,
+}
+
 /// The pool a statement runs on, for [`on_backend!`].
 #[derive(Clone, Copy)]
 pub(crate) enum Pool<'a> {
@@ -225,6 +235,25 @@ impl Db {
         .execute(pool)
         .await
         .map(|_| ()))
+    }
+
+    /// What each pool holds now: SQLite's `reader` and `writer`, or
+    /// PostgreSQL's one pool, `main`.
+    pub fn connections(&self) -> Vec<Connections> {
+        fn of<DB: sqlx::Database>(pool: &'static str, p: &sqlx::Pool<DB>) -> Connections {
+            let open = p.size();
+            let idle = u32::try_from(p.num_idle()).unwrap_or(u32::MAX).min(open);
+            Connections {
+                pool,
+                in_use: open - idle,
+                idle,
+                max: p.options().get_max_connections(),
+            }
+        }
+        match &self.pools {
+            Pools::Sqlite(pools) => vec![of("reader", &pools.reader), of("writer", &pools.writer)],
+            Pools::Postgres(pool) => vec![of("main", pool)],
+        }
     }
 
     pub async fn close(&self) {

@@ -15,6 +15,7 @@ use crate::{
     error::Error,
     revocations::Refusal,
     state::AppState,
+    telemetry::metrics::Verification,
 };
 
 /// The scopes a token can carry, as the spec's OAuth2 flows list them.
@@ -44,7 +45,7 @@ pub enum ApiScopes {
         client_credentials(token_url = "/auth/token", scopes = "ApiScopes"),
         password(token_url = "/auth/token", scopes = "ApiScopes")
     ),
-    checker = "verify"
+    checker = "verify_first"
 )]
 pub struct OAuth2(Claims);
 
@@ -58,28 +59,49 @@ pub struct OAuth2(Claims);
 )]
 pub struct BearerJwt(Claims);
 
-/// Either scheme: both carry the same access token.
+/// Either scheme: both carry the same access token. They are tried in
+/// turn, so a token the first refuses is checked again by the second.
 #[derive(SecurityScheme)]
 pub enum Auth {
     OAuth2(OAuth2),
     Bearer(BearerJwt),
 }
 
+/// The first scheme's check counts only a success: a refusal is checked
+/// again, and counted, by the second.
+async fn verify_first(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
+    let state = app_state(req);
+    let claims = check(state, &bearer.token)?;
+    state.metrics.verification(Verification::Valid);
+    Ok(claims)
+}
+
 async fn verify(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    let state = req
-        .data::<Arc<AppState>>()
-        .expect("the app state is attached to every route");
-    let claims = state
-        .tokens
-        .verify(&bearer.token)
-        .map_err(Error::InvalidToken)?;
+    let state = app_state(req);
+    let checked = check(state, &bearer.token);
+    state.metrics.verification(match &checked {
+        Ok(_) => Verification::Valid,
+        Err(Error::InvalidToken(TokenError::Expired)) => Verification::Expired,
+        Err(Error::InvalidToken(TokenError::Revoked)) => Verification::Revoked,
+        Err(Error::Unavailable(_)) => Verification::Stale,
+        Err(_) => Verification::Invalid,
+    });
+    Ok(checked?)
+}
+
+fn app_state(req: &Request) -> &AppState {
+    req.data::<Arc<AppState>>()
+        .expect("the app state is attached to every route")
+}
+
+fn check(state: &AppState, token: &str) -> Result<Claims, Error> {
+    let claims = state.tokens.verify(token).map_err(Error::InvalidToken)?;
     match state.revocations.check(&claims) {
         Ok(()) => Ok(claims),
-        Err(Refusal::Revoked) => Err(Error::InvalidToken(TokenError::Revoked).into()),
+        Err(Refusal::Revoked) => Err(Error::InvalidToken(TokenError::Revoked)),
         Err(Refusal::Stale) => Err(Error::Unavailable(
             "This server has lost touch with the database and cannot tell whether the token was revoked",
-        )
-        .into()),
+        )),
     }
 }
 

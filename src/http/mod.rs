@@ -1,6 +1,7 @@
 //! The HTTP surface: the routes and what wraps them. The operations are in
-//! `api`, the document in `spec`, and `problem` turns every error into its
-//! response.
+//! `api`, the document in `spec`, `problem` turns every error into its
+//! response, and `observe` logs, times and tags every request. The metrics
+//! listener's own app is `metrics`.
 
 pub mod api;
 pub mod auth;
@@ -8,9 +9,12 @@ pub mod client;
 pub mod docs;
 pub mod documented;
 pub mod fields;
+pub mod metrics;
 pub mod middleware;
 pub mod oauth;
+pub mod observe;
 pub mod problem;
+pub mod routes;
 pub mod spec;
 pub mod token_request;
 pub mod types;
@@ -21,7 +25,7 @@ use poem::{
     endpoint::make_sync, get, middleware::CatchPanic, Endpoint, EndpointExt, IntoResponse, Route,
 };
 
-use self::problem::Routes;
+use self::{observe::Observer, routes::Routes};
 use crate::state::AppState;
 
 pub fn app(state: Arc<AppState>) -> impl Endpoint {
@@ -29,11 +33,21 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let base_url = state.tokens.issuer().trim_end_matches('/').to_owned();
     let doc = spec::document(&base_url);
     let (json, yaml) = (spec::to_json(&doc), spec::to_yaml(&doc));
-    // Every route below that the document does not list, for a 405 to name.
-    let others = ["/openapi.json", "/openapi.yaml"].map(|path| (path.into(), vec!["GET".into()]));
+    // Every route below that the document does not list, for a 405 and the
+    // request log to name.
+    let others = [
+        "/openapi.json",
+        "/openapi.yaml",
+        "/docs",
+        "/docs/",
+        "/docs/{file}",
+    ]
+    .map(|path| (path.into(), vec!["GET".into()]));
     let routes = Arc::new(Routes::new(
         spec::operations(&doc).into_iter().chain(others),
     ));
+    let observer = Arc::new(Observer::new(Arc::clone(&state), Arc::clone(&routes)));
+    let metrics = Arc::clone(&state.metrics);
     Route::new()
         .nest("/", spec::service(&base_url))
         .at(
@@ -54,6 +68,9 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .data(state)
         .around(middleware::limit_body)
         .around(move |next, req| middleware::time_limit(next, req, request_timeout))
-        .around(move |next, req| problem::problems(next, req, Arc::clone(&routes)))
+        .around(move |next, req| {
+            problem::problems(next, req, Arc::clone(&routes), Arc::clone(&metrics))
+        })
         .with(CatchPanic::new().with_handler(|_| problem::panicked()))
+        .around(move |next, req| observe::observe(next, req, Arc::clone(&observer)))
 }

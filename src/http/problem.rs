@@ -11,10 +11,12 @@ use poem::{
 };
 use poem_openapi::{types::ToJSON, Object};
 
+use super::routes::Routes;
 use crate::{
     db,
     domain::tokens::TokenError,
     error::{self, Error},
+    telemetry::metrics::{Metrics, Verification},
 };
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -228,56 +230,34 @@ pub fn panicked() -> Response {
     problem(StatusCode::INTERNAL_SERVER_ERROR, SERVER_FAILED)
 }
 
-/// The path templates the app serves and the methods each accepts, so that a
-/// `405` can name them (RFC 9110 §15.5.6).
-pub struct Routes(Vec<(Vec<String>, Vec<String>)>);
-
-impl Routes {
-    /// From `(template, methods)` pairs such as `("/todos/{id}", ["GET", "PATCH"])`.
-    pub fn new(routes: impl IntoIterator<Item = (String, Vec<String>)>) -> Routes {
-        Routes(
-            routes
-                .into_iter()
-                .map(|(template, methods)| {
-                    (template.split('/').map(str::to_owned).collect(), methods)
-                })
-                .collect(),
-        )
-    }
-
-    fn allowed(&self, path: &str) -> Vec<String> {
-        let segments: Vec<&str> = path.split('/').collect();
-        self.0
-            .iter()
-            .find(|(template, _)| {
-                template.len() == segments.len()
-                    && template
-                        .iter()
-                        .zip(&segments)
-                        .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
-            })
-            .map(|(_, methods)| methods.clone())
-            .unwrap_or_else(|| vec!["GET".into()])
-    }
-}
-
 /// Wraps the whole app: every error that escapes a handler or the framework
-/// becomes problem+json, and internal errors are logged here, once.
+/// becomes problem+json, and internal errors are logged and counted here,
+/// once.
 pub async fn problems<E: Endpoint>(
     next: E,
     req: Request,
     routes: Arc<Routes>,
+    metrics: Arc<Metrics>,
 ) -> poem::Result<Response> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     match next.call(req).await {
         Ok(resp) => Ok(resp.into_response()),
-        Err(err) => Ok(render(err, &method, &path, &routes)),
+        Err(err) => Ok(render(err, &method, &path, &routes, &metrics)),
     }
 }
 
-fn render(err: poem::Error, method: &Method, path: &str, routes: &Routes) -> Response {
+fn render(
+    err: poem::Error,
+    method: &Method,
+    path: &str,
+    routes: &Routes,
+    metrics: &Metrics,
+) -> Response {
     if let Some(e) = err.downcast_ref::<Error>() {
+        if e.is_database_failure() {
+            metrics.database_error();
+        }
         if matches!(
             e,
             Error::Database(_) | Error::Storage(_) | Error::Internal(_)
@@ -286,7 +266,10 @@ fn render(err: poem::Error, method: &Method, path: &str, routes: &Routes) -> Res
         }
         return e.as_response();
     }
+    // Neither security scheme found a bearer token (a token that is there
+    // is counted by its check, in `auth`).
     if err.is::<poem_openapi::error::AuthorizationError>() {
+        metrics.verification(Verification::Missing);
         return Error::MissingToken.as_response();
     }
     let status = err.status();
@@ -337,6 +320,22 @@ fn render(err: poem::Error, method: &Method, path: &str, routes: &Routes) -> Res
     problem(status, detail)
 }
 
+/// What the metrics listener answers to anything but `GET /metrics`.
+pub async fn not_metrics(err: poem::Error) -> Response {
+    if err.status() == StatusCode::METHOD_NOT_ALLOWED {
+        with_header(
+            problem(StatusCode::METHOD_NOT_ALLOWED, "/metrics accepts GET only."),
+            header::ALLOW,
+            HeaderValue::from_static("GET"),
+        )
+    } else {
+        problem(
+            StatusCode::NOT_FOUND,
+            "This listener serves only GET /metrics; the API is on the other one.",
+        )
+    }
+}
+
 /// Parse errors quote the offending value ("found 12345678"); that value may
 /// be a secret sent in the wrong field, so it is cut out.
 fn redact_values(message: &str) -> String {
@@ -380,19 +379,5 @@ mod tests {
             r#"Expected input type "boolean""#
         );
         assert_eq!(redact_values("no value here"), "no value here");
-    }
-
-    #[test]
-    fn a_path_is_matched_against_the_templates_for_its_allowed_methods() {
-        let routes = Routes::new([
-            ("/todos".to_owned(), vec!["GET".into(), "POST".into()]),
-            (
-                "/todos/{id}".to_owned(),
-                vec!["GET".into(), "DELETE".into()],
-            ),
-        ]);
-        assert_eq!(routes.allowed("/todos"), ["GET", "POST"]);
-        assert_eq!(routes.allowed("/todos/abc"), ["GET", "DELETE"]);
-        assert_eq!(routes.allowed("/todos/abc/x"), ["GET"]);
     }
 }

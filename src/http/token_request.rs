@@ -10,7 +10,10 @@ use poem_openapi::{
 };
 use serde::Deserialize;
 
-use crate::domain::scopes::{Scope, Scopes};
+use crate::{
+    domain::scopes::{Scope, Scopes},
+    telemetry::metrics::Exchange,
+};
 
 /// An RFC 6749 token request. Send it form-encoded (the standard) or as JSON.
 // No `Debug`: it holds a key or a password.
@@ -84,6 +87,16 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// How the exchange counts it.
+    pub fn outcome(&self) -> Exchange {
+        match self.error {
+            "invalid_client" => Exchange::InvalidClient,
+            "unsupported_grant_type" => Exchange::UnsupportedGrantType,
+            "invalid_scope" => Exchange::InvalidScope,
+            _ => Exchange::InvalidRequest,
+        }
+    }
+
     fn new(error: &'static str, description: impl Into<String>) -> Refusal {
         Refusal {
             error,

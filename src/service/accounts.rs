@@ -19,6 +19,7 @@ use crate::{
     },
     error::{self, Error, FieldError},
     state::AppState,
+    telemetry::metrics::Revocation,
     throttle::{
         argon2::{Argon2Error, Argon2Queue},
         Account, ClientAddress,
@@ -188,6 +189,7 @@ pub async fn sign_out(state: &AppState, claims: &Claims) -> Result<(), Error> {
     let lifetime = state.revocations.lifetime();
     let change = db::changes::sign_out(&state.db, claims.user_id, lifetime).await?;
     state.revocations.committed(vec![change]).await;
+    state.metrics.revocation(Revocation::SignOut);
     Ok(())
 }
 
@@ -216,6 +218,7 @@ pub async fn change_password(
         .await?
         .ok_or(DISABLED)?;
     state.revocations.committed(vec![change]).await;
+    state.metrics.revocation(Revocation::PasswordChange);
     Ok(())
 }
 

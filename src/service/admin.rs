@@ -15,11 +15,13 @@ use crate::{
     },
     domain::{
         pages::{paginate, Cursor, Limit},
+        revocation::ChangeKind,
         scopes::Role,
         tokens::Claims,
     },
     error::Error,
     state::AppState,
+    telemetry::metrics::Revocation,
 };
 
 const NO_SUCH_USER: Error = Error::NotFound(std::borrow::Cow::Borrowed(
@@ -58,6 +60,13 @@ pub async fn update_user(
             ),
             UpdateUserError::Db(e) => e.into(),
         })?;
+    for change in &changes {
+        match change.kind {
+            ChangeKind::Disabled => state.metrics.revocation(Revocation::Disable),
+            ChangeKind::SignedOut => state.metrics.revocation(Revocation::RoleChange),
+            _ => {}
+        }
+    }
     state.revocations.committed(changes).await;
     Ok(user)
 }

@@ -18,6 +18,7 @@ use crate::{
     },
     error::Error,
     state::AppState,
+    telemetry::metrics::Revocation,
 };
 
 pub const NO_SUCH_KEY: Error = Error::NotFound(std::borrow::Cow::Borrowed(
@@ -129,6 +130,7 @@ pub async fn revoke(state: &AppState, id: Uuid, owner: Owner) -> Result<(), Erro
     match db::keys::revoke(&state.db, id, owner, state.revocations.lifetime()).await? {
         Revoked::Now(change) => {
             state.revocations.committed(vec![change]).await;
+            state.metrics.revocation(Revocation::Key);
             Ok(())
         }
         Revoked::Already => Ok(()),

@@ -11,6 +11,7 @@ use crate::{
     error::Error,
     revocations::{Refusal, TOKEN_REVOCATIONS_PER_ACCOUNT},
     state::AppState,
+    telemetry::metrics::Revocation,
     throttle::ClientAddress,
 };
 
@@ -53,6 +54,7 @@ pub async fn revoke(state: &AppState, token: &str, address: ClientAddress) -> Re
     )
     .await?;
     state.revocations.committed(vec![change]).await;
+    state.metrics.revocation(Revocation::Token);
     Ok(())
 }
 

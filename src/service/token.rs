@@ -16,6 +16,7 @@ use crate::{
     },
     error::Error,
     state::AppState,
+    telemetry::metrics::Exchange,
     throttle::{argon2::Argon2Error, Account, ClientAddress, Throttled},
 };
 
@@ -43,6 +44,31 @@ pub enum ExchangeError {
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl ExchangeError {
+    /// How the exchange counts it.
+    pub fn outcome(&self) -> Exchange {
+        match self {
+            ExchangeError::InvalidClient(_) => Exchange::InvalidClient,
+            ExchangeError::InvalidGrant(_) => Exchange::InvalidGrant,
+            ExchangeError::InvalidScope(_) => Exchange::InvalidScope,
+            ExchangeError::Throttled(_) => Exchange::Throttled,
+            ExchangeError::Busy => Exchange::Busy,
+            ExchangeError::Unavailable(_) => Exchange::Unavailable,
+            ExchangeError::Internal(_) => Exchange::ServerError,
+        }
+    }
+
+    /// Whether the database failed it (answered `503` or `500`).
+    pub fn is_database_failure(&self) -> bool {
+        match self {
+            ExchangeError::Unavailable(e) | ExchangeError::Internal(e) => {
+                e.chain().any(|cause| cause.is::<sqlx::Error>())
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Storage errors keep the crate's one classification of what a retry may fix.

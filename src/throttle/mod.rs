@@ -9,14 +9,17 @@ pub mod argon2;
 pub mod logins;
 pub mod rate;
 
-use std::{net::IpAddr, num::NonZeroU32, time::Duration};
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use governor::Quota;
 use ipnet::IpNet;
 
 pub use self::{address::ClientAddress, logins::Account};
 use self::{logins::Logins, rate::Rate};
-use crate::config::Limits;
+use crate::{
+    config::Limits,
+    telemetry::metrics::{Limiter, Metrics},
+};
 
 /// Client addresses each limiter remembers at most (about 10 MiB for all of
 /// them when full); see [`Rate`] and [`Logins`] for what happens past it.
@@ -53,14 +56,16 @@ pub struct Throttle {
     key_failures: Rate<ClientAddress>,
     registrations: Rate<ClientAddress>,
     logins: Logins,
+    /// Where each refusal is counted, by limiter.
+    metrics: Arc<Metrics>,
 }
 
 impl Throttle {
-    pub fn new(limits: &Limits) -> Throttle {
-        Throttle::with_capacity(limits, MAX_ENTRIES)
+    pub fn new(limits: &Limits, metrics: Arc<Metrics>) -> Throttle {
+        Throttle::with_capacity(limits, MAX_ENTRIES, metrics)
     }
 
-    pub fn with_capacity(limits: &Limits, capacity: usize) -> Throttle {
+    pub fn with_capacity(limits: &Limits, capacity: usize, metrics: Arc<Metrics>) -> Throttle {
         let per = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         Throttle {
             trusted_proxies: limits.trusted_proxies.clone(),
@@ -73,6 +78,7 @@ impl Throttle {
                 capacity,
             ),
             logins: Logins::new(limits.login_failures, capacity),
+            metrics,
         }
     }
 
@@ -89,7 +95,7 @@ impl Throttle {
     /// Whether `client` may try to authenticate with a key now. Asked before
     /// the key is looked up, valid or not; a read.
     pub fn check_key(&self, client: ClientAddress) -> Result<(), Throttled> {
-        self.key_failures.peek(&client)
+        self.counted(Limiter::KeyFailures, self.key_failures.peek(&client))
     }
 
     /// `client` failed to authenticate with a key. `Err` when this failure
@@ -99,19 +105,19 @@ impl Throttle {
         if let Err(throttled) = outcome {
             tracing::info!(%client, wait = ?throttled.retry_after, "failed client authentications throttled");
         }
-        outcome
+        self.counted(Limiter::KeyFailures, outcome)
     }
 
     /// A registration attempt from `client`: every one counts.
     pub fn registration(&self, client: ClientAddress) -> Result<(), Throttled> {
-        self.registrations.spend(&client)
+        self.counted(Limiter::Registrations, self.registrations.spend(&client))
     }
 
     /// Whether a login of `account` from `client` may be tried now, before
     /// its password is checked; a read. Any operation that checks an
     /// account's password (a login, a password change) asks this first.
     pub fn check_login(&self, account: Account, client: ClientAddress) -> Result<(), Throttled> {
-        self.logins.check(account, client)
+        self.counted(Limiter::Logins, self.logins.check(account, client))
     }
 
     /// A wrong password for `account` from `client`, or the right one of a
@@ -124,6 +130,13 @@ impl Throttle {
     /// there are forgotten.
     pub fn login_succeeded(&self, account: Account, client: ClientAddress) {
         self.logins.succeeded(account, client);
+    }
+
+    fn counted(&self, limiter: Limiter, outcome: Result<(), Throttled>) -> Result<(), Throttled> {
+        if outcome.is_err() {
+            self.metrics.throttled(limiter);
+        }
+        outcome
     }
 
     /// Forgets what no longer counts and gives the memory back.

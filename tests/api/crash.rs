@@ -6,9 +6,7 @@
 //! when the suite runs there.
 
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -19,8 +17,8 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::helpers::{
-    assert_oauth_error, assert_revoked, postgres_server, skipped_unless, test_keyring_secret,
-    PgDatabase, ISSUER, PASSWORD,
+    assert_oauth_error, assert_revoked, postgres_server, skipped_unless, PgDatabase, ServerProcess,
+    ISSUER, PASSWORD,
 };
 
 /// How long the load runs at least before the kill.
@@ -29,99 +27,25 @@ const LOAD_FOR: Duration = Duration::from_millis(1500);
 /// Longer than anything here may take: the server's start, one request.
 const STUCK: Duration = Duration::from_secs(30);
 
-/// The server binary, running.
-struct Server {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    /// Starts the binary on `data_dir` (and `database_url`, if given) on a
-    /// free port, and returns once it says where it listens.
-    async fn start(data_dir: &Path, database_url: Option<&str>) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        // Configured by flags alone: whatever LATCHKEY_* the test runs with
-        // is not the child's.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("LATCHKEY_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .args(["--bind", "127.0.0.1:0", "--issuer", ISSUER])
-            // Tokens taken before the kill are checked after the restart, on a
-            // machine that may be running many tests at once.
-            .args(["--token-ttl", "1h"])
+/// The server to kill and its restart, on `data_dir` (and `database_url`,
+/// if given).
+async fn start(data_dir: &Path, database_url: Option<&str>) -> ServerProcess {
+    ServerProcess::start(
+        data_dir,
+        database_url,
+        &[
+            "--issuer",
+            ISSUER,
+            // Tokens taken before the kill are checked after the restart, on
+            // a machine that may be running many tests at once.
+            "--token-ttl",
+            "1h",
             // Every worker registers from 127.0.0.1.
-            .args(["--registrations-per-hour", "1000000"])
-            .args(["--log-format", "json"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(url) = database_url {
-            command.args(["--database-url", url]);
-            // The keyring is the database's there; a secret in the
-            // environment, as a deployment keeps it, not on the command line.
-            command.env("LATCHKEY_KEYRING_SECRET", test_keyring_secret());
-        }
-        let mut child = command.spawn().expect("the server binary starts");
-
-        // The log is read to its end, so the server never blocks on a full
-        // pipe; the listening line gives the port.
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (found, listening) = tokio::sync::oneshot::channel();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut found = Some(found);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let message = serde_json::from_str::<Value>(&line)
-                    .ok()
-                    .and_then(|v| v["fields"]["message"].as_str().map(str::to_owned));
-                if let Some(base) = message
-                    .as_deref()
-                    .and_then(|m| m.strip_prefix("latchkey is listening on "))
-                {
-                    if let Some(found) = found.take() {
-                        let _ = found.send(base.to_owned());
-                    }
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let base = match tokio::time::timeout(STUCK, listening).await {
-            Ok(Ok(base)) => base,
-            _ => panic!(
-                "the server never said where it listens:\n{}",
-                log.lock().unwrap().join("\n")
-            ),
-        };
-        Server { child, base, log }
-    }
-
-    /// SIGKILL: no drain, no flush, no destructor.
-    fn kill(&mut self) {
-        use std::os::unix::process::ExitStatusExt;
-
-        self.child.kill().expect("the server is killed");
-        let status = self.child.wait().unwrap();
-        assert_eq!(status.signal(), Some(9), "killed by SIGKILL: {status:?}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("the server's log:\n{}", self.log.lock().unwrap().join("\n"));
-        }
-    }
+            "--registrations-per-hour",
+            "1000000",
+        ],
+    )
+    .await
 }
 
 // ---- the load ----
@@ -276,7 +200,7 @@ impl Worker {
 
 /// Runs `workers` clients against `server` until it is killed, once the load
 /// has run [`LOAD_FOR`] and every kind of write has been answered.
-async fn load_then_kill(server: &mut Server, workers: usize) -> Acknowledged {
+async fn load_then_kill(server: &mut ServerProcess, workers: usize) -> Acknowledged {
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
     let clients: Vec<_> = (0..workers)
         .map(|w| {
@@ -322,7 +246,7 @@ async fn load_then_kill(server: &mut Server, workers: usize) -> Acknowledged {
 
 // ---- what the restarted server must still have ----
 
-async fn assert_everything_acknowledged_is_there(server: &Server, acked: &Acknowledged) {
+async fn assert_everything_acknowledged_is_there(server: &ServerProcess, acked: &Acknowledged) {
     let client = Client::builder().timeout(STUCK).build().unwrap();
     let url = |path: &str| format!("{}{path}", server.base);
     let exchange = |key: &Key| {
@@ -409,12 +333,12 @@ async fn sigkill_loses_nothing_acknowledged(database_url: Option<&str>) {
     // Arrange
     let dir = TempDir::new().unwrap();
     let data_dir = dir.path().join("data");
-    let mut server = Server::start(&data_dir, database_url).await;
+    let mut server = start(&data_dir, database_url).await;
 
     // Act
     let started = Instant::now();
     let acked = load_then_kill(&mut server, 6).await;
-    let restarted = Server::start(&data_dir, database_url).await;
+    let restarted = start(&data_dir, database_url).await;
 
     // Assert
     eprintln!(

@@ -1,9 +1,11 @@
 #![allow(dead_code)]
 
 use std::{
+    io::{BufRead, BufReader},
     net::SocketAddr,
-    path::PathBuf,
-    sync::{Arc, OnceLock},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -195,6 +197,9 @@ pub const ISSUER: &str = "http://latchkey.test";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
+    /// Where `GET /metrics` is served, when the test turned it on (see
+    /// [`with_metrics`]).
+    pub metrics_addr: Option<SocketAddr>,
     pub client: Client,
     pub config: Config,
     /// A second handle on the app's database, for setup through the library.
@@ -295,6 +300,7 @@ pub fn new_keyring_secret() -> String {
 async fn start(config: Config, database: TestDatabase, dir: TempDir) -> TestApp {
     let app = App::build(config.clone()).await.expect("the app builds");
     let addr = app.addr();
+    let metrics_addr = app.metrics_addr();
     let server_db = app.db();
     let revocations = app.revocations();
     let argon2 = app.argon2();
@@ -309,6 +315,7 @@ async fn start(config: Config, database: TestDatabase, dir: TempDir) -> TestApp 
     TestApp {
         addr,
         base: format!("http://{addr}"),
+        metrics_addr,
         client: Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -464,6 +471,125 @@ impl TestApp {
     }
 }
 
+// ---- the binary ----
+
+/// The server binary, running as an operator runs it, with its JSON log
+/// read as it is written.
+pub struct ServerProcess {
+    child: Child,
+    pub base: String,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerProcess {
+    /// Starts the binary on `data_dir` (and `database_url`, if given) on a
+    /// free port with `args` added, and returns once it says where it
+    /// listens.
+    pub async fn start(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        args: &[&str],
+    ) -> ServerProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        // Configured by flags alone: whatever LATCHKEY_* the test runs with
+        // is not the child's.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("LATCHKEY_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .args(["--bind", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+            // The keyring is the database's there; a secret in the
+            // environment, as a deployment keeps it, not on the command line.
+            command.env("LATCHKEY_KEYRING_SECRET", test_keyring_secret());
+        }
+        let mut child = command.spawn().expect("the server binary starts");
+
+        // The log is read to its end, so the server never blocks on a full
+        // pipe; the listening line gives the port.
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (found, listening) = oneshot::channel();
+        let lines = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            let mut found = Some(found);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let message = serde_json::from_str::<Value>(&line)
+                    .ok()
+                    .and_then(|v| v["fields"]["message"].as_str().map(str::to_owned));
+                if let Some(base) = message
+                    .as_deref()
+                    .and_then(|m| m.strip_prefix("latchkey is listening on "))
+                {
+                    if let Some(found) = found.take() {
+                        let _ = found.send(base.to_owned());
+                    }
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let base = match tokio::time::timeout(Duration::from_secs(30), listening).await {
+            Ok(Ok(base)) => base,
+            _ => panic!(
+                "the server never said where it listens:\n{}",
+                log.lock().unwrap().join("\n")
+            ),
+        };
+        ServerProcess {
+            child,
+            base,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGKILL: no drain, no flush, no destructor.
+    pub fn kill(&mut self) {
+        use std::os::unix::process::ExitStatusExt;
+
+        self.child.kill().expect("the server is killed");
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "killed by SIGKILL: {status:?}");
+    }
+
+    /// Kills the server and returns every line it logged: all of them,
+    /// since the log is read to the end of the pipe.
+    pub fn kill_and_read_log(mut self) -> Vec<String> {
+        self.kill();
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the log reader");
+        }
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("the server's log:\n{}", self.log.lock().unwrap().join("\n"));
+        }
+    }
+}
+
 // ---- requests ----
 
 impl TestApp {
@@ -510,6 +636,74 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+}
+
+// ---- metrics ----
+
+/// Serves the app's metrics on a port of its own: for `spawn_app_with`.
+pub fn with_metrics(config: &mut Config) {
+    config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+}
+
+impl TestApp {
+    /// `GET /metrics` on the metrics listener.
+    pub async fn scrape(&self) -> Scrape {
+        let addr = self.metrics_addr.expect("the app serves metrics");
+        let resp = self
+            .client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        Scrape::parse(resp.text().await.unwrap())
+    }
+}
+
+/// One scrape: every sample by its name and labels as written, such as
+/// `latchkey_revocations_total{kind="key"}`.
+pub struct Scrape {
+    pub text: String,
+    samples: std::collections::BTreeMap<String, f64>,
+}
+
+impl Scrape {
+    pub fn parse(text: String) -> Scrape {
+        let samples = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(|line| {
+                let (sample, value) = line.rsplit_once(' ').unwrap();
+                (sample.to_owned(), value.parse::<f64>().unwrap())
+            })
+            .collect();
+        Scrape { text, samples }
+    }
+
+    /// A sample's value; one the scrape lacks is 0, as a series not yet
+    /// created would be.
+    pub fn value(&self, sample: &str) -> f64 {
+        self.samples.get(sample).copied().unwrap_or(0.0)
+    }
+
+    pub fn has(&self, sample: &str) -> bool {
+        self.samples.contains_key(sample)
+    }
+
+    /// The samples named `name…` whose value differs from `before`'s, with
+    /// how much each moved.
+    pub fn moved_since(&self, before: &Scrape, name: &str) -> Vec<(String, f64)> {
+        self.samples
+            .iter()
+            .filter(|(sample, _)| sample.starts_with(name))
+            .map(|(sample, &now)| (sample.clone(), now - before.value(sample)))
+            .filter(|(_, moved)| *moved != 0.0)
+            .collect()
     }
 }
 

@@ -9,18 +9,19 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_problem, jwt_parts, kid_of, spawn_app, spawn_app_with, www_authenticate, TestApp,
-    TestUser,
+    assert_problem, jwt_parts, kid_of, spawn_app, spawn_app_with, with_metrics, www_authenticate,
+    TestApp, TestUser,
 };
 
 const SECRET: &str = "an-hs256-secret-for-tests-0123456789abcdef";
 const ISSUER: &str = "http://issuer.test";
 
-/// An app whose signing secret and issuer the test knows.
+/// An app whose signing secret and issuer the test knows, with its metrics.
 async fn spawn_app_with_known_secret() -> TestApp {
     spawn_app_with(|c| {
         c.jwt_secret = Some(SECRET.into());
         c.issuer = Some(ISSUER.into());
+        with_metrics(c);
     })
     .await
 }
@@ -346,6 +347,8 @@ async fn an_expired_token_is_refused() {
     assert!(challenge.contains("expired"), "{challenge}");
     assert_invalid_token(resp).await;
     assert_refused_everywhere(&app, &expired).await;
+    let expired = r#"latchkey_token_verifications_total{outcome="expired"}"#;
+    assert_eq!(app.scrape().await.value(expired), 3.0);
 }
 
 #[tokio::test]

@@ -11,8 +11,8 @@ use latchkey::db::Backend;
 
 use crate::helpers::{
     assert_oauth_error, assert_problem, assert_revoked, holder, refused_within, spawn_app,
-    spawn_app_on, spawn_app_with, test_backend, www_authenticate, TestApp, TestKey, ELSEWHERE,
-    ISSUER,
+    spawn_app_on, spawn_app_with, test_backend, with_metrics, www_authenticate, TestApp, TestKey,
+    ELSEWHERE, ISSUER,
 };
 
 /// Instances that share a database share their issuer too: without one
@@ -470,7 +470,11 @@ async fn every_kind_of_revocation_made_at_one_instance_is_refused_at_the_others(
 #[tokio::test]
 async fn out_of_touch_with_the_database_tokens_are_refused_with_503_only_past_the_max_lag() {
     // Arrange
-    let app = spawn_app_with(|c| c.revocation_max_lag = Some(Duration::from_secs(2))).await;
+    let app = spawn_app_with(|c| {
+        c.revocation_max_lag = Some(Duration::from_secs(2));
+        with_metrics(c);
+    })
+    .await;
     let token = app.user_token().await;
     assert_eq!(me(&app, &token).await.status(), StatusCode::OK);
 
@@ -494,6 +498,12 @@ async fn out_of_touch_with_the_database_tokens_are_refused_with_503_only_past_th
         problem["detail"].as_str().unwrap().contains("revoked"),
         "{problem}"
     );
+    let scrape = app.scrape().await;
+    assert_eq!(
+        scrape.value(r#"latchkey_token_verifications_total{outcome="stale"}"#),
+        1.0
+    );
+    assert!(scrape.value("latchkey_revocation_lag_seconds") > 2.0);
 }
 
 #[tokio::test]

@@ -314,7 +314,12 @@ impl RevocationApi {
         };
         match revocation::revoke(&state, &token, client::address(req, &state)).await {
             Ok(()) => RevocationResponse::Revoked(NO_STORE.into()),
-            Err(e) => RevocationResponse::from_error(e),
+            Err(e) => {
+                if e.is_database_failure() {
+                    state.metrics.database_error();
+                }
+                RevocationResponse::from_error(e)
+            }
         }
     }
 
@@ -378,7 +383,12 @@ impl RevocationApi {
                 };
                 IntrospectionResponse::Ok(Json(body), NO_STORE.into())
             }
-            Err(e) => IntrospectionResponse::from_error(e, client.challenge),
+            Err(e) => {
+                if e.is_database_failure() {
+                    state.metrics.database_error();
+                }
+                IntrospectionResponse::from_error(e, client.challenge)
+            }
         }
     }
 

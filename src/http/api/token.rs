@@ -17,6 +17,7 @@ use crate::{
     },
     service::token::{self, ExchangeError, Exchanged},
     state::AppState,
+    telemetry::metrics::{Exchange, GrantType, Metrics},
 };
 
 pub struct TokenApi;
@@ -193,9 +194,14 @@ impl TokenApi {
         req: &Request,
         body: TokenRequestBody,
     ) -> TokenResponse {
-        let request = match token_request::parse(body.into_inner(), req.headers()) {
+        let body = body.into_inner();
+        let grant_type = GrantType::of(&body.grant_type);
+        let request = match token_request::parse(body, req.headers()) {
             Ok(request) => request,
-            Err(refusal) => return TokenResponse::refused(refusal),
+            Err(refusal) => {
+                state.metrics.exchange(grant_type, refusal.outcome());
+                return TokenResponse::refused(refusal);
+            }
         };
         let address = client::address(req, &state);
         let result = match request.grant {
@@ -213,6 +219,7 @@ impl TokenApi {
                 token::with_password(&state, &username, password, request.scope, address).await
             }
         };
+        count(&state.metrics, grant_type, &result);
         match result {
             Ok(exchanged) => TokenResponse::issued(exchanged),
             Err(e) => TokenResponse::from_exchange(e, request.challenge),
@@ -234,6 +241,18 @@ impl TokenApi {
             issued_at: timestamp(c.issued_at),
             expires_at: timestamp(c.expires_at),
         })))
+    }
+}
+
+fn count(metrics: &Metrics, grant: GrantType, result: &Result<Exchanged, ExchangeError>) {
+    match result {
+        Ok(_) => metrics.exchange(grant, Exchange::Issued),
+        Err(e) => {
+            metrics.exchange(grant, e.outcome());
+            if e.is_database_failure() {
+                metrics.database_error();
+            }
+        }
     }
 }
 
