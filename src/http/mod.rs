@@ -8,6 +8,7 @@ pub mod client;
 pub mod docs;
 pub mod documented;
 pub mod fields;
+pub mod headers;
 pub mod middleware;
 pub mod oauth;
 pub mod problem;
@@ -21,11 +22,12 @@ use poem::{
     endpoint::make_sync, get, middleware::CatchPanic, Endpoint, EndpointExt, IntoResponse, Route,
 };
 
-use self::problem::Routes;
+use self::{headers::SecurityHeaders, problem::Routes};
 use crate::state::AppState;
 
 pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let request_timeout = state.limits.request_timeout;
+    let security = Arc::new(SecurityHeaders::new(state.tokens.issuer()));
     let base_url = state.tokens.issuer().trim_end_matches('/').to_owned();
     let doc = spec::document(&base_url);
     let (json, yaml) = (spec::to_json(&doc), spec::to_yaml(&doc));
@@ -56,4 +58,6 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .around(move |next, req| middleware::time_limit(next, req, request_timeout))
         .around(move |next, req| problem::problems(next, req, Arc::clone(&routes)))
         .with(CatchPanic::new().with_handler(|_| problem::panicked()))
+        // Outermost, so that every answer gets them.
+        .around(move |next, req| headers::security_headers(next, req, Arc::clone(&security)))
 }

@@ -10,6 +10,7 @@ mod crash;
 mod durability;
 mod errors;
 mod feed;
+mod headers;
 mod health;
 mod helpers;
 mod insomnia;
