@@ -36,6 +36,7 @@ use crate::{
     config::{Config, Registration},
     db::Db,
     domain::tokens::{KeySet, TokenSettings, Tokens},
+    http::cors::Cors,
     keyring::Keyring,
     last_used::LastUsed,
     revocations::Revocations,
@@ -118,6 +119,7 @@ impl App {
             throttle: Arc::new(Throttle::new(&config.limits)),
             argon2: Arc::new(Argon2Queue::new(config.limits.argon2_queue)),
             draining: AtomicBool::new(false),
+            cors: Arc::new(Cors::new(&config.cors_origins)),
         });
 
         let mut tasks = BackgroundTasks::default();

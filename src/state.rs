@@ -6,6 +6,7 @@ use crate::{
     config::Limits,
     db::Db,
     domain::tokens::Tokens,
+    http::cors::Cors,
     last_used::LastUsed,
     revocations::Revocations,
     throttle::{argon2::Argon2Queue, Throttle},
@@ -25,4 +26,6 @@ pub struct AppState {
     /// Set once shutdown begins, so `/ready` sends load balancers elsewhere
     /// while requests drain.
     pub draining: AtomicBool,
+    /// The origins browser apps may call from.
+    pub cors: Arc<Cors>,
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod cors;
 pub mod docs;
 pub mod documented;
 pub mod fields;
@@ -27,6 +28,7 @@ use crate::state::AppState;
 
 pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let request_timeout = state.limits.request_timeout;
+    let cors = Arc::clone(&state.cors);
     let security = Arc::new(SecurityHeaders::new(state.tokens.issuer()));
     let base_url = state.tokens.issuer().trim_end_matches('/').to_owned();
     let doc = spec::document(&base_url);
@@ -58,6 +60,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .around(move |next, req| middleware::time_limit(next, req, request_timeout))
         .around(move |next, req| problem::problems(next, req, Arc::clone(&routes)))
         .with(CatchPanic::new().with_handler(|_| problem::panicked()))
-        // Outermost, so that every answer gets them.
+        // Outermost, so that every answer gets them, a preflight's too.
+        .around(move |next, req| cors::cors(next, req, Arc::clone(&cors)))
         .around(move |next, req| headers::security_headers(next, req, Arc::clone(&security)))
 }

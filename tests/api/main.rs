@@ -6,6 +6,7 @@
 mod admin;
 mod caps;
 mod connections;
+mod cors;
 mod crash;
 mod durability;
 mod errors;
