@@ -1,6 +1,7 @@
 //! latchkey: API keys traded for short-lived JWTs, and a Todo API that checks
 //! them statelessly.
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod db;
