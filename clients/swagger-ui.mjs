@@ -9,9 +9,9 @@
 //   node swagger-ui.mjs
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+
+import { launchChromium } from './chromium.mjs';
 
 const OVERALL_TIMEOUT_MS = 90_000;
 // Per action: long enough for a slow CI box, short enough that the overall
@@ -69,37 +69,40 @@ const isPath = (message, method, pathname) => {
   return request.method() === method && new URL(request.url()).pathname === pathname;
 };
 
-// A fresh profile per run: nothing an earlier run left in the browser (local
-// storage, cookies) can make this one pass.
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'latchkey-swagger-ui-'));
-let context;
+let browser;
 let page;
 
-async function main() {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-    ],
+// What the page's Content Security Policy refused, from the page's own
+// `securitypolicyviolation` events and from what Chromium logs: Swagger UI
+// must work under the policy, not merely around what it blocks.
+const cspViolations = [];
+const recordViolations = () => {
+  document.addEventListener('securitypolicyviolation', (e) => {
+    const record = `${e.effectiveDirective} refused ${e.blockedURI || 'an inline resource'}`;
+    window.__cspViolations = [...(window.__cspViolations ?? []), record];
   });
-  page = context.pages()[0] ?? (await context.newPage());
+};
+
+async function main() {
+  browser = await launchChromium('swagger-ui');
+  page = browser.page;
   page.setDefaultTimeout(ACTION_TIMEOUT_MS);
+  await browser.context.addInitScript(recordViolations);
+  page.on('console', (message) => {
+    if (/Content Security Policy/i.test(message.text())) cspViolations.push(message.text());
+  });
 
   await step('open /docs/', async () => {
-    const [spec] = await Promise.all([
+    const [spec, docs] = await Promise.all([
       page.waitForResponse((r) => isPath(r, 'GET', '/openapi.json')),
       page.goto(`${baseUrl}/docs/`),
     ]);
     check(spec.status() === 200, `GET /openapi.json answered ${spec.status()}`);
+    const policy = (await docs.allHeaders())['content-security-policy'] ?? '';
+    check(policy.includes("default-src 'none'"), `/docs/ is served without a strict policy: "${policy}"`);
     await page.locator('#operations-Todos-listTodos').waitFor();
     const title = (await page.locator('.info .title').first().innerText()).split('\n')[0];
-    return `Swagger UI rendered "${title}" from /openapi.json`;
+    return `Swagger UI rendered "${title}" from /openapi.json under its Content Security Policy`;
   });
 
   await step('authorize with clientCredentials (key id + API key)', () =>
@@ -121,6 +124,20 @@ async function main() {
   );
   await step('GET /todos with the password token', () => listTodos());
   await step('POST /todos with the password token', () => createTodo());
+
+  await step('no Content Security Policy violation', async () => {
+    const violations = await violationsSoFar();
+    check(violations.length === 0, `the policy refused: ${violations.join(' | ')}`);
+  });
+}
+
+async function violationsSoFar() {
+  const onPage = await within(
+    page.evaluate(() => window.__cspViolations ?? []),
+    5_000,
+    [],
+  );
+  return [...new Set([...onPage, ...cspViolations])];
 }
 
 // The bearer token the last Authorize obtained, compared with what
@@ -346,6 +363,10 @@ async function fail(error) {
   const reason = error instanceof StepError ? error.message : String(error?.message ?? error).split('\n')[0];
   console.error(`FAIL ${currentStep}: ${redact(reason)}`);
   console.error(`     ${redact(await within(describePage(), 5_000, `page at ${page?.url() ?? '(none)'}`))}`);
+  if (page && currentStep !== 'no Content Security Policy violation') {
+    const violations = await violationsSoFar();
+    if (violations.length) console.error(`     Content Security Policy violations: ${redact(violations.join(' | '))}`);
+  }
   if (page) {
     try {
       fs.mkdirSync(artifacts, { recursive: true });
@@ -360,14 +381,13 @@ async function fail(error) {
 }
 
 async function cleanup() {
-  await context?.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await browser?.close();
 }
 
 // A last resort for a browser that stops answering even to close().
 const hardStop = setTimeout(() => {
   console.error(`FAIL ${currentStep}: still running after ${OVERALL_TIMEOUT_MS / 1000 + 20} s, giving up`);
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  browser?.removeProfile();
   process.exit(1);
 }, OVERALL_TIMEOUT_MS + 20_000);
 hardStop.unref();

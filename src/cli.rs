@@ -1,13 +1,17 @@
 //! The command tree and its commands: serve, admin create, signing-key
-//! rotate|list, migrate, openapi.
+//! rotate|list, migrate, backup, openapi.
 
-use std::io::{BufRead, IsTerminal};
+use std::{
+    io::{BufRead, IsTerminal},
+    path::PathBuf,
+};
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
+    backup,
     config::Config,
     db::Location,
     domain::scopes::Role,
@@ -70,6 +74,22 @@ pub enum Command {
         #[arg(long, value_name = "POSTGRES_URL")]
         to: DatabaseUrl,
     },
+    /// Write a consistent copy of the SQLite database to FILE while servers run on it.
+    ///
+    /// The copy (SQLite's VACUUM INTO) holds every change committed before
+    /// it began and none after, and servers keep answering meanwhile. FILE is
+    /// created owner-only (0600) and only appears once the copy is complete;
+    /// an existing FILE is refused unless --force is given. The signing
+    /// keyring (signing-keys.json in the data directory) is not in it: copy
+    /// that file with it, so that tokens issued before a restore keep
+    /// verifying. On PostgreSQL, use pg_dump instead.
+    Backup {
+        /// Where to write the copy.
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the OpenAPI document.
     Openapi {
         #[arg(long, value_enum, default_value = "json")]
@@ -131,6 +151,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(AdminCommand::Create { email }) => create_admin(&cli.config, &email).await,
         Command::SigningKey(command) => signing_key(&cli.config, command).await,
         Command::Migrate { to } => migrate(&cli.config, &to).await,
+        Command::Backup { file, force } => {
+            let backed_up = backup::sqlite(&cli.config, &file, force).await?;
+            println!(
+                "copied {} into {} ({} bytes, owner-only)",
+                backed_up.from.display(),
+                backed_up.into.display(),
+                backed_up.bytes
+            );
+            let keyring = cli.config.data_dir.join(keyring::KEYRING_FILE);
+            if keyring.exists() {
+                println!(
+                    "the signing keyring is not in the copy: keep {} with it, so that tokens \
+                     issued before a restore keep verifying",
+                    keyring.display()
+                );
+            }
+            Ok(())
+        }
         Command::Openapi { format, server_url } => {
             let spec = match format {
                 SpecFormat::Json => http::spec::json_at(&server_url),

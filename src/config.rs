@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 
-use crate::domain::signing::SigningAlg;
+use crate::{domain::signing::SigningAlg, http::cors::Origin};
 
 mod limits;
 pub use limits::Limits;
@@ -151,6 +151,16 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration, global = true)]
     pub shutdown_delay: Duration,
 
+    /// Origins of browser apps that may call the API and the token endpoint, comma-separated and exact (https://app.example.com,http://localhost:3000) [default: none]
+    #[arg(
+        long,
+        env = "LATCHKEY_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_parser = Origin::parse,
+        global = true
+    )]
+    pub cors_origins: Vec<Origin>,
+
     /// Log output format.
     #[arg(
         long,
@@ -188,6 +198,7 @@ impl Config {
             revocation_max_lag: None,
             revocation_reload_every: crate::revocations::RELOAD_EVERY,
             shutdown_delay: Duration::ZERO,
+            cors_origins: Vec::new(),
             log_format: LogFormat::Pretty,
             limits: Limits::default(),
         }

@@ -1,6 +1,7 @@
 //! latchkey: API keys traded for short-lived JWTs, and a Todo API that checks
 //! them statelessly.
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -36,6 +37,7 @@ use crate::{
     config::{Config, Registration},
     db::Db,
     domain::tokens::{KeySet, TokenSettings, Tokens},
+    http::cors::Cors,
     keyring::Keyring,
     last_used::LastUsed,
     revocations::Revocations,
@@ -142,6 +144,7 @@ impl App {
             argon2: Arc::new(Argon2Queue::new(config.limits.argon2_queue)),
             draining: AtomicBool::new(false),
             metrics,
+            cors: Arc::new(Cors::new(&config.cors_origins)),
         });
 
         let mut tasks = BackgroundTasks::default();

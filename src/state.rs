@@ -6,6 +6,7 @@ use crate::{
     config::Limits,
     db::Db,
     domain::tokens::Tokens,
+    http::cors::Cors,
     last_used::LastUsed,
     revocations::Revocations,
     telemetry::metrics::Metrics,
@@ -28,4 +29,6 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// This instance's own series.
     pub metrics: Arc<Metrics>,
+    /// The origins browser apps may call from.
+    pub cors: Arc<Cors>,
 }

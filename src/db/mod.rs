@@ -42,6 +42,7 @@ macro_rules! on_backend {
     };
 }
 
+pub mod backup;
 pub mod changes;
 pub mod copy;
 pub mod keyring;

@@ -15,11 +15,16 @@ use crate::error::Error;
 /// Authorization is not persisted: Swagger UI would keep the API key or the
 /// password in the browser's local storage, in plain text, for a token that
 /// lives a minute.
+///
+/// The online validator is off: it would send the spec's URL to swagger.io
+/// and show its badge from there, which the page's Content Security Policy
+/// refuses.
 pub fn config() -> Arc<Config<'static>> {
     Arc::new(
         Config::new(["/openapi.json"])
             .display_operation_id(true)
-            .try_it_out_enabled(true),
+            .try_it_out_enabled(true)
+            .validator_url("none"),
     )
 }
 

@@ -6,9 +6,11 @@
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod cors;
 pub mod docs;
 pub mod documented;
 pub mod fields;
+pub mod headers;
 pub mod metrics;
 pub mod middleware;
 pub mod oauth;
@@ -25,11 +27,13 @@ use poem::{
     endpoint::make_sync, get, middleware::CatchPanic, Endpoint, EndpointExt, IntoResponse, Route,
 };
 
-use self::{observe::Observer, routes::Routes};
+use self::{headers::SecurityHeaders, observe::Observer, routes::Routes};
 use crate::state::AppState;
 
 pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let request_timeout = state.limits.request_timeout;
+    let cors = Arc::clone(&state.cors);
+    let security = Arc::new(SecurityHeaders::new(state.tokens.issuer()));
     let base_url = state.tokens.issuer().trim_end_matches('/').to_owned();
     let doc = spec::document(&base_url);
     let (json, yaml) = (spec::to_json(&doc), spec::to_yaml(&doc));
@@ -72,5 +76,9 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
             problem::problems(next, req, Arc::clone(&routes), Arc::clone(&metrics))
         })
         .with(CatchPanic::new().with_handler(|_| problem::panicked()))
+        // Around everything else, so that every answer gets them, a
+        // preflight's too; the request log outermost sees what was sent.
+        .around(move |next, req| cors::cors(next, req, Arc::clone(&cors)))
+        .around(move |next, req| headers::security_headers(next, req, Arc::clone(&security)))
         .around(move |next, req| observe::observe(next, req, Arc::clone(&observer)))
 }

@@ -245,7 +245,16 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 /// backend the run is on, for tests that need an SQLite database as such
 /// (what `latchkey migrate` copies from).
 pub async fn spawn_sqlite_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    spawn_sqlite_app_in(
+        tempfile::tempdir().expect("a temporary directory"),
+        configure,
+    )
+    .await
+}
+
+/// Starts the app on SQLite's default file in `dir`'s data directory, which
+/// may hold a database already (a restored backup).
+pub async fn spawn_sqlite_app_in(dir: TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(dir.path().join("data"));
     let database = TestDatabase::Sqlite(config.data_dir.join("latchkey.db"));
     configure(&mut config);

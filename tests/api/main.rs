@@ -4,12 +4,15 @@
 //! its own made there, and drives it over HTTP as a client would.
 
 mod admin;
+mod backup;
 mod caps;
 mod connections;
+mod cors;
 mod crash;
 mod durability;
 mod errors;
 mod feed;
+mod headers;
 mod health;
 mod helpers;
 mod insomnia;

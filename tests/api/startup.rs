@@ -230,6 +230,34 @@ fn an_issuer_that_is_not_a_base_url_is_refused() {
 }
 
 #[test]
+fn cors_origins_that_are_not_exact_origins_are_refused() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // Act
+    let every = refused(&data, &["--cors-origins", "*"]);
+    let with_path = refused(&data, &["--cors-origins", "https://app.example.com/"]);
+    let malformed = refused_with_env(
+        &data,
+        &[],
+        (
+            "LATCHKEY_CORS_ORIGINS",
+            Path::new("https://app.example.com,app.example.org"),
+        ),
+    );
+
+    // Assert
+    assert!(every.contains("exact origins"), "{every}");
+    assert!(with_path.contains("no path"), "{with_path}");
+    assert!(
+        with_path.contains("`https://app.example.com`"),
+        "{with_path}"
+    );
+    assert!(malformed.contains("`app.example.org`"), "{malformed}");
+}
+
+#[test]
 fn a_database_url_of_another_kind_is_refused_without_being_printed() {
     // Arrange
     let dir = tempfile::tempdir().unwrap();
