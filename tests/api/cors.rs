@@ -6,7 +6,7 @@ use latchkey::http::cors::Origin;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{assert_problem, holder, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{assert_problem, header, holder, spawn_app, spawn_app_with, TestApp};
 
 const APP: &str = "https://app.example.test";
 const OTHER_APP: &str = "http://localhost:3000";
@@ -18,10 +18,6 @@ async fn spawn_app_for_browsers() -> TestApp {
         c.limits.key_failures_per_minute = 1;
     })
     .await
-}
-
-fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
-    resp.headers().get(name).map(|v| v.to_str().unwrap())
 }
 
 /// Every `Vary` value of the answer, lower-cased.

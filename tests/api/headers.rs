@@ -6,18 +6,14 @@ use latchkey::config::JwtAlg;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{holder, spawn_app, spawn_app_with, TestApp};
-
-fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
-    resp.headers().get(name).map(|v| v.to_str().unwrap())
-}
+use crate::helpers::{header, holder, spawn_app, spawn_app_with, TestApp};
 
 /// One answer of each kind the server gives, named, with the status that
 /// shows it is that kind.
 async fn one_answer_of_each_kind(app: &TestApp) -> Vec<(&'static str, StatusCode, Response)> {
     let holder = holder(app).await;
     let send = |method: Method, path: &str| app.request(method, path, None);
-    let answers = vec![
+    vec![
         (
             "a JSON success",
             StatusCode::OK,
@@ -79,8 +75,7 @@ async fn one_answer_of_each_kind(app: &TestApp) -> Vec<(&'static str, StatusCode
             StatusCode::BAD_REQUEST,
             app.token_form().grant("authorization_code").send().await,
         ),
-    ];
-    answers
+    ]
 }
 
 #[tokio::test]

@@ -1128,6 +1128,11 @@ pub async fn assert_revoked(resp: Response) {
     );
 }
 
+/// A header of the answer, as text.
+pub fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
 pub fn www_authenticate(resp: &Response) -> Option<String> {
     resp.headers()
         .get("www-authenticate")
