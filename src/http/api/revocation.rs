@@ -18,6 +18,7 @@ use crate::{
         auth::Auth,
         client,
         documented::{documented, Failure},
+        fields,
         oauth::{self, OAuthError, NO_STORE},
         problem::RETRY_AFTER_SECS,
         token_request::{self, Refusal},
@@ -34,10 +35,11 @@ pub struct RevocationApi;
 pub struct RevocationRequest {
     /// The access token or the API key to revoke. A key is revoked with every
     /// token it minted.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "fields::token")]
     pub token: Option<String>,
     /// `access_token` or `api_key`. Optional: the two are told apart by their
     /// form, so the hint changes nothing.
+    #[oai(deserialize_with = "fields::token_type_hint")]
     pub token_type_hint: Option<String>,
 }
 
@@ -53,14 +55,16 @@ pub enum RevocationBody {
 #[derive(Object, Deserialize)]
 pub struct IntrospectionRequest {
     /// The access token to look at.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "fields::token")]
     pub token: Option<String>,
     /// `access_token`, if sent; only access tokens are introspected.
+    #[oai(deserialize_with = "fields::token_type_hint")]
     pub token_type_hint: Option<String>,
     /// The calling client's key id (optional; checked when sent).
+    #[oai(deserialize_with = "fields::client_id")]
     pub client_id: Option<String>,
     /// The calling client's API key, unless sent by HTTP Basic.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "fields::client_secret")]
     pub client_secret: Option<String>,
 }
 
