@@ -173,8 +173,7 @@ pub enum MeResponse {
 
 documented! {
     MeErrors {
-        401 => "No bearer token, or an invalid, expired or revoked one.",
-        503 => "With `--revocation-max-lag`: this server has lost touch with the database too long to know whether the token was revoked. Try again after `Retry-After` seconds."
+        401 => "No bearer token, or an invalid, expired or revoked one."
     }
 }
 
