@@ -11,6 +11,7 @@ pub mod fields;
 pub mod middleware;
 pub mod oauth;
 pub mod problem;
+pub mod schema_rules;
 pub mod spec;
 pub mod token_request;
 pub mod types;

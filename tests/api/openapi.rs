@@ -427,6 +427,41 @@ fn every_operation_that_takes_a_token_documents_the_503_of_a_stale_revocation_fe
 }
 
 #[test]
+fn every_list_states_the_bounds_and_default_of_its_page_and_the_form_of_its_cursor() {
+    // Arrange
+    let spec = spec();
+    let lists = [
+        ("/todos", 20),
+        ("/admin/users", 20),
+        ("/keys", 100),
+        ("/admin/users/{id}/keys", 100),
+    ];
+
+    for (path, default) in lists {
+        // Act
+        let parameters = spec["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let named = |name: &str| {
+            parameters
+                .iter()
+                .find(|p| p["name"] == name && p["in"] == "query")
+                .map(|p| p["schema"].clone())
+                .unwrap_or_else(|| panic!("GET {path} takes no {name}"))
+        };
+
+        // Assert
+        let limit = named("limit");
+        assert_eq!(limit["minimum"], 1, "GET {path}");
+        assert_eq!(limit["maximum"], 100, "GET {path}");
+        assert_eq!(limit["default"], default, "GET {path}");
+        assert_eq!(
+            named("cursor")["pattern"],
+            latchkey::domain::pages::CURSOR_PATTERN,
+            "GET {path}"
+        );
+    }
+}
+
+#[test]
 fn every_operation_but_the_public_ones_needs_a_token_and_documents_401() {
     // Arrange
     let spec = spec();

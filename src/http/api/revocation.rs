@@ -22,6 +22,7 @@ use crate::{
         oauth::{self, OAuthError, NO_STORE},
         problem::RETRY_AFTER_SECS,
         token_request::{self, Refusal},
+        types::RoleName,
     },
     service::{accounts, revocation, token::ExchangeError},
     state::AppState,
@@ -88,9 +89,9 @@ pub struct Introspection {
     /// Space-separated scopes.
     #[oai(skip_serializing_if_is_none)]
     pub scope: Option<String>,
-    /// `user` or `admin`, as when the token was issued.
+    /// As when the token was issued.
     #[oai(skip_serializing_if_is_none)]
-    pub role: Option<String>,
+    pub role: Option<RoleName>,
     /// Expiry, in seconds since the Unix epoch.
     #[oai(skip_serializing_if_is_none)]
     pub exp: Option<i64>,
@@ -371,7 +372,7 @@ impl RevocationApi {
                         sub: Some(c.user_id),
                         client_id: Some(c.client_id),
                         scope: Some(c.scopes.to_string()),
-                        role: Some(c.role.as_str().into()),
+                        role: Some(c.role.into()),
                         exp: Some(c.expires_at),
                         iat: Some(c.issued_at),
                         iss: Some(found.issuer),
