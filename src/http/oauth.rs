@@ -84,7 +84,7 @@ pub fn body_too_large() -> Response {
     error(
         "invalid_request",
         format!(
-            "The request body is over {} KiB; a token request is far smaller.",
+            "The request body is over {} KiB; no OAuth request comes near that.",
             super::middleware::BODY_LIMIT / 1024
         ),
     )
