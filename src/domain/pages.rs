@@ -42,6 +42,11 @@ impl Limit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor(pub Uuid);
 
+/// What [`Cursor::parse`] takes, as the spec states it: 16 bytes in unpadded
+/// base64url are 22 characters, the last of which carries 2 bits and 4 zero
+/// bits.
+pub const CURSOR_PATTERN: &str = "^[A-Za-z0-9_-]{21}[AQgw]$";
+
 impl Cursor {
     pub fn parse(s: &str) -> Result<Cursor, &'static str> {
         const BAD: &str = "is not a cursor from this API; pass back `next_cursor` unchanged";

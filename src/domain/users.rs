@@ -22,11 +22,14 @@ use argon2::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
+/// The longest address SMTP carries (RFC 5321 §4.5.3.1.3, less the brackets), in bytes.
+pub const EMAIL_MAX: usize = 254;
+
 impl Email {
     pub fn parse(s: &str) -> Result<Email, &'static str> {
         const NOT_AN_EMAIL: &str = "must be an email address such as ada@example.com";
         let s: String = s.trim().to_lowercase().nfc().collect();
-        if s.len() > 254 {
+        if s.len() > EMAIL_MAX {
             return Err("must be at most 254 characters");
         }
         let (local, domain) = s.rsplit_once('@').ok_or(NOT_AN_EMAIL)?;
@@ -37,7 +40,7 @@ impl Email {
             idna::domain_to_ascii(domain).map_err(|_| NOT_AN_EMAIL)?
         };
         let folded = format!("{local}@{domain}");
-        if folded.len() > 254 {
+        if folded.len() > EMAIL_MAX {
             return Err("must be at most 254 characters");
         }
         if !email_address::EmailAddress::is_valid(&folded) {

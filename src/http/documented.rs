@@ -9,16 +9,25 @@ use poem_openapi::{
     ApiResponse,
 };
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use super::problem::{Problem, PROBLEM_JSON};
+use super::{
+    middleware::BODY_LIMIT,
+    oauth,
+    problem::{Problem, PROBLEM_JSON},
+};
 use crate::error::Error;
 
-/// The `503` of a request that outlives `--request-timeout`, which the
-/// middleware around every route answers, not a handler.
-const TIMED_OUT: &str = "The request took longer than the request timeout \
-    (`--request-timeout`); if it changes something, the change may or may not have been \
-    made. Try again after `Retry-After` seconds.";
+/// Why any operation may answer `503` whatever its handler does: the
+/// middleware around every route answers it for a request that outlives
+/// `--request-timeout`.
+const TIMED_OUT: &str = "the request took longer than the request timeout \
+    (`--request-timeout`), and a change it asked for may or may not have been made";
+
+/// Why an operation that takes a token may answer `503`: the bearer check
+/// answers it with `--revocation-max-lag` set, before the handler runs.
+const STALE_FEED: &str = "this server has not heard from its database for longer than \
+    `--revocation-max-lag` (when set), so it cannot tell whether the token was revoked";
 
 /// The `431` the connection answers, before any route sees the request, for
 /// headers over [`crate::server::MAX_HEADERS_SIZE`]; it has no body.
@@ -26,49 +35,146 @@ const HEADERS_TOO_LARGE: &str = "The request's headers are over 16 KiB in all (H
     request line and headers; HTTP/2: the header list). The answer has no body, and over \
     HTTP/1.1 the connection is closed.";
 
-/// Documents on every operation of `doc` what any of them may answer
-/// whatever its handler does: the `431` of oversized headers, and the `503`
-/// of the request timeout (where an operation already documents a `503`,
-/// its description says so too; elsewhere it is added as problem+json).
+/// The `415` of a JSON body sent as something else, which poem answers
+/// before the handler runs.
+const NOT_JSON: &str = "The body is not sent as JSON: send it with \
+    `Content-Type: application/json`.";
+
+/// The `400` of a parameter or a body that does not parse, which poem
+/// answers before the handler runs.
+const MALFORMED: &str = "A parameter or the body is not of its documented type or shape.";
+
+/// What an operation is, as far as the answers it shares with others go.
+struct Shape {
+    /// It answers RFC 6749 error bodies instead of problem+json.
+    oauth: bool,
+    takes_body: bool,
+    takes_parameters: bool,
+    /// It needs a bearer token.
+    protected: bool,
+}
+
+impl Shape {
+    fn of(path: &str, op: &Map<String, Value>) -> Shape {
+        let non_empty = |key: &str| {
+            op.get(key)
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+        };
+        Shape {
+            oauth: oauth::is_endpoint(path),
+            takes_body: op.contains_key("requestBody"),
+            takes_parameters: non_empty("parameters"),
+            protected: non_empty("security"),
+        }
+    }
+
+    /// The body of its errors: an RFC 6749 one (with the `Cache-Control`
+    /// those endpoints send with every answer) or a problem.
+    fn error(&self, description: String, retry_after: bool) -> Value {
+        let mut headers = Map::new();
+        let (content_type, schema) = if self.oauth {
+            headers.insert("Cache-Control".into(), header_doc("`no-store`."));
+            ("application/json; charset=utf-8", "OAuthError")
+        } else {
+            (PROBLEM_JSON, "Problem")
+        };
+        if retry_after {
+            headers.insert(
+                "Retry-After".into(),
+                header_doc("Seconds to wait before trying again."),
+            );
+        }
+        let mut response = json!({
+            "description": description,
+            "content": { content_type: { "schema": { "$ref": format!("#/components/schemas/{schema}") } } },
+        });
+        if !headers.is_empty() {
+            response["headers"] = Value::Object(headers);
+        }
+        response
+    }
+}
+
+fn header_doc(description: &str) -> Value {
+    json!({ "description": description, "deprecated": false, "schema": { "type": "string" } })
+}
+
+/// Documents on every operation of `doc` what it may answer whatever its
+/// handler does, by what the operation is rather than by its name, so that a
+/// new operation gets them too:
+/// - any operation: the `431` of oversized headers, and the `503` of the
+///   request timeout (added to the description of a `503` it documents
+///   already);
+/// - one that takes a body: the `413` of a body over the limit, the `415` of
+///   a body that is not JSON (the OAuth endpoints, which also take forms,
+///   answer their `400 invalid_request` instead), and a `400` for a body
+///   that does not parse;
+/// - one that takes parameters: a `400` for one that does not parse;
+/// - one that takes a token: the `503` of a stale revocation feed.
 pub fn document_shared(doc: &mut Value) {
-    let operations = doc
-        .get_mut("paths")
-        .and_then(Value::as_object_mut)
-        .into_iter()
-        .flat_map(|paths| paths.values_mut())
-        .filter_map(Value::as_object_mut)
-        .flat_map(|ops| ops.values_mut());
-    for op in operations {
-        let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
             continue;
         };
-        match responses.get_mut("503") {
-            Some(documented) => {
-                let before = documented["description"].as_str().unwrap_or_default();
-                let also = format!("{before} Also: {}", TIMED_OUT.replacen("The", "the", 1));
-                documented["description"] = Value::String(also);
-            }
-            None => {
-                responses.insert(
-                    "503".into(),
-                    json!({
-                        "description": TIMED_OUT,
-                        "content": {
-                            PROBLEM_JSON: { "schema": { "$ref": "#/components/schemas/Problem" } }
-                        },
-                        "headers": {
-                            "Retry-After": {
-                                "description": "Seconds to wait before trying again.",
-                                "deprecated": false,
-                                "schema": { "type": "string" }
-                            }
-                        }
-                    }),
+        for op in item.values_mut().filter_map(Value::as_object_mut) {
+            let shape = Shape::of(path, op);
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if shape.takes_body {
+                let too_large = format!(
+                    "The request body is over {} KiB; nothing was changed.",
+                    BODY_LIMIT / 1024
                 );
+                responses
+                    .entry("413")
+                    .or_insert_with(|| shape.error(too_large, false));
+                if !shape.oauth {
+                    responses
+                        .entry("415")
+                        .or_insert_with(|| shape.error(NOT_JSON.into(), false));
+                }
             }
+            if shape.takes_body || shape.takes_parameters {
+                responses
+                    .entry("400")
+                    .or_insert_with(|| shape.error(MALFORMED.into(), false));
+            }
+            document_unavailable(responses, &shape);
+            responses.insert("431".into(), json!({ "description": HEADERS_TOO_LARGE }));
+            responses.sort_keys();
         }
-        responses.insert("431".into(), json!({ "description": HEADERS_TOO_LARGE }));
-        responses.sort_keys();
+    }
+}
+
+/// The `503`s that come from around the handler, added to the one the
+/// handler documents, or documented on their own.
+fn document_unavailable(responses: &mut Map<String, Value>, shape: &Shape) {
+    let documented = responses
+        .get("503")
+        .and_then(|r| r["description"].as_str())
+        .map(str::to_owned);
+    let mut when = vec![TIMED_OUT];
+    if shape.protected
+        && !documented
+            .as_deref()
+            .is_some_and(|d| d.contains("--revocation-max-lag"))
+    {
+        when.push(STALE_FEED);
+    }
+    let when = when.join("; or when ");
+    match (documented, responses.get_mut("503")) {
+        (Some(before), Some(response)) => {
+            response["description"] = Value::String(format!("{before} Also when {when}."));
+        }
+        _ => {
+            let description = format!("When {when}. Try again after `Retry-After` seconds.");
+            responses.insert("503".into(), shape.error(description, true));
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! poem-openapi turns a JSON number or boolean into a `String` field (so
 //! `{"password": 12345678}` would be taken), and its missing-field errors do
-//! not say which field. Body fields that people type go through these instead.
+//! not say which field. Body fields that people or scripts type go through
+//! these instead (a form's fields are strings already).
 
 use chrono::{DateTime, Utc};
 use poem_openapi::types::{ParseError, ParseResult};
@@ -68,6 +69,15 @@ field_parsers! {
     optional_title: optional_string Option<String> = "title";
     completed: optional_bool Option<bool> = "completed";
     disabled: optional_bool Option<bool> = "disabled";
+    // The OAuth endpoints' JSON bodies.
+    grant_type: required_string String = "grant_type";
+    client_id: optional_string Option<String> = "client_id";
+    client_secret: optional_string Option<String> = "client_secret";
+    username: optional_string Option<String> = "username";
+    login_password: optional_string Option<String> = "password";
+    scope: optional_string Option<String> = "scope";
+    token: optional_string Option<String> = "token";
+    token_type_hint: optional_string Option<String> = "token_type_hint";
 }
 
 pub fn expires_at(value: Option<Value>) -> ParseResult<Option<DateTime<Utc>>> {

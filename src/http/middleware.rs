@@ -17,25 +17,31 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Refuses a body over [`BODY_LIMIT`]: by its declared length before reading
 /// anything, or, for a body of unknown length (HTTP/1.1 chunked, or any
 /// HTTP/2 stream), as soon as it passes the limit. HTTP/1.1 requests without a
-/// body (most of them) pass untouched.
+/// body (most of them) pass untouched. The `413` is RFC 6749's
+/// `invalid_request` at the OAuth endpoints, problem+json elsewhere.
 pub async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    let too_large = |path: &str| {
+        if oauth::is_endpoint(path) {
+            Ok(oauth::body_too_large())
+        } else {
+            Err(Error::BodyTooLarge.into())
+        }
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(len) if len > BODY_LIMIT as u64 => return Err(Error::BodyTooLarge.into()),
+        Some(len) if len > BODY_LIMIT as u64 => return too_large(req.uri().path()),
         Some(_) => {}
         None if req.version() >= Version::HTTP_2
             || req.headers().contains_key(header::TRANSFER_ENCODING) =>
         {
-            let body = req
-                .take_body()
-                .into_bytes_limit(BODY_LIMIT)
-                .await
-                .map_err(|_| Error::BodyTooLarge)?;
-            req.set_body(Body::from(body));
+            match req.take_body().into_bytes_limit(BODY_LIMIT).await {
+                Ok(body) => req.set_body(Body::from(body)),
+                Err(_) => return too_large(req.uri().path()),
+            }
         }
         None => {}
     }

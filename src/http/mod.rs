@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod observe;
 pub mod problem;
 pub mod routes;
+pub mod schema_rules;
 pub mod spec;
 pub mod token_request;
 pub mod types;

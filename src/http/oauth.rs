@@ -78,6 +78,21 @@ pub fn server_error(cause: &anyhow::Error) -> Json<OAuthError> {
     )
 }
 
+/// The body is over [`super::middleware::BODY_LIMIT`]: the `413` these
+/// endpoints document.
+pub fn body_too_large() -> Response {
+    error(
+        "invalid_request",
+        format!(
+            "The request body is over {} KiB; no OAuth request comes near that.",
+            super::middleware::BODY_LIMIT / 1024
+        ),
+    )
+    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    .with_header(header::CACHE_CONTROL, NO_STORE)
+    .into_response()
+}
+
 /// The request took longer than the server allows: the `503` these
 /// endpoints document, with its `Retry-After`.
 pub fn timed_out() -> Response {

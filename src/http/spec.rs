@@ -48,7 +48,8 @@ pub fn service(base_url: &str) -> OpenApiService<impl OpenApi, ()> {
 /// - the client-credentials flow comes first, because those importers set up
 ///   only the first flow, and an API key is what this service is for;
 /// - the answers any operation may give whatever its handler does are
-///   documented on each (see `documented::document_shared`).
+///   documented on each (see `documented::document_shared`);
+/// - the schemas state the rules the server enforces (see `schema_rules`).
 pub fn document(base_url: &str) -> Value {
     let mut doc: Value =
         serde_json::from_str(&service(base_url).spec()).expect("poem-openapi writes JSON");
@@ -81,6 +82,7 @@ pub fn document(base_url: &str) -> Value {
         }
     }
     super::documented::document_shared(&mut doc);
+    super::schema_rules::state(&mut doc);
     doc
 }
 

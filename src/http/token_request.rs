@@ -10,6 +10,7 @@ use poem_openapi::{
 };
 use serde::Deserialize;
 
+use super::fields;
 use crate::{
     domain::scopes::{Scope, Scopes},
     telemetry::metrics::Exchange,
@@ -20,20 +21,24 @@ use crate::{
 #[derive(Object, Deserialize)]
 pub struct TokenRequest {
     /// `client_credentials` (trade an API key) or `password` (log in).
+    #[oai(deserialize_with = "fields::grant_type")]
     pub grant_type: String,
     /// For `client_credentials`: the key's id (optional; checked when sent).
+    #[oai(deserialize_with = "fields::client_id")]
     pub client_id: Option<String>,
     /// For `client_credentials`: the API key, unless sent by HTTP Basic.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "fields::client_secret")]
     pub client_secret: Option<String>,
     /// For `password`: the account's email.
+    #[oai(deserialize_with = "fields::username")]
     pub username: Option<String>,
     /// For `password`: the account's password.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "fields::login_password")]
     pub password: Option<String>,
     /// Space-separated scopes. The token gets those of them the key or role
     /// allows (the response's `scope` names them), all of those when left
     /// out; `invalid_scope` if it allows none of them.
+    #[oai(deserialize_with = "fields::scope")]
     pub scope: Option<String>,
 }
 

@@ -8,7 +8,25 @@ use poem_openapi::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{db, domain::scopes::Role, error::field_message};
+use crate::{
+    db,
+    domain::{
+        pages::{KEYS_LIMIT_DEFAULT, LIMIT_DEFAULT},
+        scopes::Role,
+    },
+    error::field_message,
+};
+
+/// For `#[oai(default)]` on a list's `limit`, so the spec states the
+/// default `domain::pages` takes when it is left out.
+pub fn page_size() -> Option<i64> {
+    Some(LIMIT_DEFAULT.into())
+}
+
+/// Like [`page_size`], for the lists of keys.
+pub fn key_page_size() -> Option<i64> {
+    Some(KEYS_LIMIT_DEFAULT.into())
+}
 
 /// An account.
 #[derive(Debug, Object)]

@@ -446,6 +446,110 @@ async fn a_chunked_body_over_64_kib_is_a_413_problem() {
     assert_eq!(page["items"], json!([]));
 }
 
+/// Every operation of the served spec that takes a body, as (method, path
+/// with a fresh id in it, documented responses).
+fn operations_with_a_body(spec: &Value) -> Vec<(Method, String, Value)> {
+    let mut found = Vec::new();
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("requestBody").is_some() {
+                let path = template.replace("{id}", &uuid::Uuid::now_v7().to_string());
+                let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                found.push((method, path, op["responses"].clone()));
+            }
+        }
+    }
+    found
+}
+
+/// The media type a documented response's body has.
+fn documented_media_type(response: &Value) -> &str {
+    response["content"]
+        .as_object()
+        .and_then(|content| content.keys().next())
+        .map_or("", |media| media.split(';').next().unwrap())
+}
+
+#[tokio::test]
+async fn every_operation_that_takes_a_body_answers_an_oversized_one_with_its_documented_413() {
+    // Arrange
+    let app = spawn_app().await;
+    let spec: Value = app.get_public("/openapi.json").await.json().await.unwrap();
+    let body = format!(r#"{{"title": "{}"}}"#, "x".repeat(LIMIT));
+
+    for (method, path, documented) in operations_with_a_body(&spec) {
+        // Act: no token, as the limit comes before anything else.
+        let resp = app
+            .request(method.clone(), &path, None)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+
+        // Assert
+        let media_type = documented_media_type(&documented["413"]);
+        assert_eq!(
+            resp.status(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{method} {path}"
+        );
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(media_type),
+            "{method} {path}: documented {media_type}, sent {:?}",
+            resp.headers()["content-type"]
+        );
+        if media_type == "application/problem+json" {
+            problem(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
+        } else {
+            // RFC 6749 §5.2, as every answer of the OAuth endpoints.
+            assert_eq!(resp.headers()["cache-control"], "no-store", "{path}");
+            let error: Value = resp.json().await.unwrap();
+            assert_eq!(error["error"], "invalid_request", "{path}: {error}");
+            assert!(
+                error["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("64 KiB"),
+                "{path}: {error}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_operation_that_takes_a_json_body_answers_another_content_type_with_its_documented_415(
+) {
+    // Arrange: a token with every scope, so each reaches its body.
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let spec: Value = app.get_public("/openapi.json").await.json().await.unwrap();
+
+    for (method, path, documented) in operations_with_a_body(&spec) {
+        // Act
+        let resp = app
+            .request(method.clone(), &path, Some(&admin.token))
+            .header(CONTENT_TYPE, "text/plain")
+            .body(r#"{"title": "hello"}"#)
+            .send()
+            .await
+            .unwrap();
+
+        // Assert
+        if documented.get("415").is_some() {
+            problem(resp, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+        } else {
+            // The OAuth endpoints take forms as well: a wrong type is RFC 6749's.
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{method} {path}");
+            let error: Value = resp.json().await.unwrap();
+            assert_eq!(error["error"], "invalid_request", "{path}: {error}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_chunked_body_under_the_limit_reaches_the_handler_intact() {
     // Arrange

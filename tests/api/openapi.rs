@@ -334,6 +334,133 @@ fn every_operation_documents_the_431_of_oversized_headers() {
     }
 }
 
+/// The media type and schema a documented response's body has.
+fn documented_body(response: &Value) -> Option<(&str, &str)> {
+    let (media, content) = response["content"].as_object()?.iter().next()?;
+    Some((media.as_str(), content["schema"]["$ref"].as_str()?))
+}
+
+#[test]
+fn every_operation_that_takes_a_body_documents_413_and_the_answer_to_a_wrong_content_type() {
+    // Arrange
+    let spec = spec();
+
+    // Act
+    let with_body: Vec<_> = operations(&spec)
+        .into_iter()
+        .filter(|(_, _, op)| op.get("requestBody").is_some())
+        .collect();
+
+    // Assert
+    assert!(with_body.len() >= 9, "the operations that take a body");
+    for (method, path, op) in &with_body {
+        let responses = &op["responses"];
+        let too_large = documented_body(&responses["413"]);
+        if OAUTH.contains(&path.as_str()) {
+            // RFC 6749 bodies, and a form or JSON: a wrong type is `invalid_request`.
+            assert_eq!(
+                too_large,
+                Some((
+                    "application/json; charset=utf-8",
+                    "#/components/schemas/OAuthError"
+                )),
+                "{method} {path} 413"
+            );
+            assert!(responses["400"].is_object(), "{method} {path} 400");
+            assert!(responses.get("415").is_none(), "{method} {path} 415");
+        } else {
+            for status in ["413", "415"] {
+                assert_eq!(
+                    documented_body(&responses[status]),
+                    Some(("application/problem+json", "#/components/schemas/Problem")),
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_operation_that_parses_a_parameter_or_a_body_documents_400() {
+    // Arrange
+    let spec = spec();
+
+    // Act
+    let parsing = operations(&spec).into_iter().filter(|(_, _, op)| {
+        op.get("requestBody").is_some()
+            || op["parameters"].as_array().is_some_and(|p| !p.is_empty())
+    });
+
+    // Assert
+    for (method, path, op) in parsing {
+        let malformed = &op["responses"]["400"];
+        assert!(
+            !malformed["description"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{method} {path} documents no 400"
+        );
+    }
+}
+
+#[test]
+fn every_operation_that_takes_a_token_documents_the_503_of_a_stale_revocation_feed() {
+    // Arrange
+    let spec = spec();
+
+    // Act
+    let secured = operations(&spec)
+        .into_iter()
+        .filter(|(_, _, op)| op["security"].as_array().is_some_and(|s| !s.is_empty()));
+
+    // Assert
+    for (method, path, op) in secured {
+        let description = op["responses"]["503"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            description.contains("--revocation-max-lag"),
+            "{method} {path}: {description}"
+        );
+    }
+}
+
+#[test]
+fn every_list_states_the_bounds_and_default_of_its_page_and_the_form_of_its_cursor() {
+    // Arrange
+    let spec = spec();
+    let lists = [
+        ("/todos", 20),
+        ("/admin/users", 20),
+        ("/keys", 100),
+        ("/admin/users/{id}/keys", 100),
+    ];
+
+    for (path, default) in lists {
+        // Act
+        let parameters = spec["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let named = |name: &str| {
+            parameters
+                .iter()
+                .find(|p| p["name"] == name && p["in"] == "query")
+                .map(|p| p["schema"].clone())
+                .unwrap_or_else(|| panic!("GET {path} takes no {name}"))
+        };
+
+        // Assert
+        let limit = named("limit");
+        assert_eq!(limit["minimum"], 1, "GET {path}");
+        assert_eq!(limit["maximum"], 100, "GET {path}");
+        assert_eq!(limit["default"], default, "GET {path}");
+        assert_eq!(
+            named("cursor")["pattern"],
+            latchkey::domain::pages::CURSOR_PATTERN,
+            "GET {path}"
+        );
+    }
+}
+
 #[test]
 fn every_operation_but_the_public_ones_needs_a_token_and_documents_401() {
     // Arrange

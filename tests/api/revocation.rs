@@ -290,6 +290,50 @@ async fn a_revocation_without_a_token_is_an_invalid_request() {
 }
 
 #[tokio::test]
+async fn json_revocation_and_introspection_with_a_number_where_a_string_belongs_are_invalid_requests(
+) {
+    // Arrange: a number was taken as its digits, and a revocation of them answered 200.
+    let app = spawn_app().await;
+    let ada = holder(&app).await;
+
+    for (path, body) in [
+        ("/auth/revoke", json!({ "token": 12345678 })),
+        (
+            "/auth/revoke",
+            json!({ "token": ada.from_key, "token_type_hint": 1 }),
+        ),
+        (
+            "/auth/introspect",
+            json!({ "token": ada.from_key, "client_secret": 12345678 }),
+        ),
+        (
+            "/auth/introspect",
+            json!({ "token": true, "client_secret": ada.key.key }),
+        ),
+    ] {
+        // Act
+        let resp = app
+            .request(Method::POST, path, None)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+
+        // Assert
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{path} {body}");
+        let error = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        assert!(
+            error["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("as strings"),
+            "{error}"
+        );
+    }
+    assert_eq!(me(&app, &ada.from_key).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn one_account_s_many_token_revocations_become_a_sign_out() {
     // Arrange
     let app = spawn_app().await;

@@ -669,7 +669,40 @@ async fn token_request_with_a_text_plain_body_is_invalid_request() {
     );
 }
 
-// ---- password grant ----
+#[tokio::test]
+async fn a_json_token_request_with_a_number_or_a_boolean_where_a_string_belongs_is_invalid_request()
+{
+    // Arrange: a number was taken as its digits, as a password or a key.
+    let app = spawn_app().await;
+    let user = TestUser::generate().register(&app).await;
+
+    for body in [
+        json!({ "grant_type": "password", "username": user.email, "password": 12345678 }),
+        json!({ "grant_type": "client_credentials", "client_secret": 42 }),
+        json!({ "grant_type": true }),
+        json!({ "grant_type": "password", "username": user.email, "password": user.password, "scope": 7 }),
+    ] {
+        // Act
+        let resp = app
+            .request(reqwest::Method::POST, "/auth/token", None)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+
+        // Assert
+        let error = assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        assert!(
+            error["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("as strings"),
+            "{body}: {error}"
+        );
+    }
+}
+
+// ---- password grant ----// ---- password grant ----
 
 #[tokio::test]
 async fn login_with_a_wrong_password_or_an_unknown_email_is_the_same_invalid_grant() {

@@ -18,7 +18,7 @@ use crate::{
         auth::Auth,
         documented::{documented, Failure},
         fields,
-        types::{KeyPage, RoleName, User},
+        types::{self, KeyPage, RoleName, User},
     },
     service::admin,
     state::AppState,
@@ -121,6 +121,7 @@ impl AdminApi {
         state: Data<&Arc<AppState>>,
         auth: Auth,
         /// Page size, 1 to 100.
+        #[oai(default = "types::page_size")]
         limit: Query<Option<i64>>,
         /// `next_cursor` from the previous page.
         cursor: Query<Option<String>>,
@@ -171,7 +172,8 @@ impl AdminApi {
         state: Data<&Arc<AppState>>,
         auth: Auth,
         id: Path<Uuid>,
-        /// Page size, 1 to 100 (default 100).
+        /// Page size, 1 to 100.
+        #[oai(default = "types::key_page_size")]
         limit: Query<Option<i64>>,
         /// `next_cursor` from the previous page.
         cursor: Query<Option<String>>,

@@ -21,7 +21,7 @@ use crate::{
         auth::Auth,
         documented::{documented, Failure},
         fields,
-        types::{Key, KeyPage},
+        types::{self, Key, KeyPage},
     },
     service::keys::{self, Owner, NO_SUCH_KEY},
     state::AppState,
@@ -159,7 +159,8 @@ impl KeysApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Auth,
-        /// Page size, 1 to 100 (default 100).
+        /// Page size, 1 to 100.
+        #[oai(default = "types::key_page_size")]
         limit: Query<Option<i64>>,
         /// `next_cursor` from the previous page.
         cursor: Query<Option<String>>,

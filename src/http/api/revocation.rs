@@ -18,9 +18,11 @@ use crate::{
         auth::Auth,
         client,
         documented::{documented, Failure},
+        fields,
         oauth::{self, OAuthError, NO_STORE},
         problem::RETRY_AFTER_SECS,
         token_request::{self, Refusal},
+        types::RoleName,
     },
     service::{accounts, revocation, token::ExchangeError},
     state::AppState,
@@ -34,10 +36,11 @@ pub struct RevocationApi;
 pub struct RevocationRequest {
     /// The access token or the API key to revoke. A key is revoked with every
     /// token it minted.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "fields::token")]
     pub token: Option<String>,
     /// `access_token` or `api_key`. Optional: the two are told apart by their
     /// form, so the hint changes nothing.
+    #[oai(deserialize_with = "fields::token_type_hint")]
     pub token_type_hint: Option<String>,
 }
 
@@ -53,14 +56,16 @@ pub enum RevocationBody {
 #[derive(Object, Deserialize)]
 pub struct IntrospectionRequest {
     /// The access token to look at.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "fields::token")]
     pub token: Option<String>,
     /// `access_token`, if sent; only access tokens are introspected.
+    #[oai(deserialize_with = "fields::token_type_hint")]
     pub token_type_hint: Option<String>,
     /// The calling client's key id (optional; checked when sent).
+    #[oai(deserialize_with = "fields::client_id")]
     pub client_id: Option<String>,
     /// The calling client's API key, unless sent by HTTP Basic.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "fields::client_secret")]
     pub client_secret: Option<String>,
 }
 
@@ -84,9 +89,9 @@ pub struct Introspection {
     /// Space-separated scopes.
     #[oai(skip_serializing_if_is_none)]
     pub scope: Option<String>,
-    /// `user` or `admin`, as when the token was issued.
+    /// As when the token was issued.
     #[oai(skip_serializing_if_is_none)]
-    pub role: Option<String>,
+    pub role: Option<RoleName>,
     /// Expiry, in seconds since the Unix epoch.
     #[oai(skip_serializing_if_is_none)]
     pub exp: Option<i64>,
@@ -372,7 +377,7 @@ impl RevocationApi {
                         sub: Some(c.user_id),
                         client_id: Some(c.client_id),
                         scope: Some(c.scopes.to_string()),
-                        role: Some(c.role.as_str().into()),
+                        role: Some(c.role.into()),
                         exp: Some(c.expires_at),
                         iat: Some(c.issued_at),
                         iss: Some(found.issuer),

@@ -21,7 +21,7 @@ use crate::{
     http::{
         auth::Auth,
         documented::{documented, Failure},
-        fields,
+        fields, types,
     },
     state::AppState,
 };
@@ -167,6 +167,7 @@ impl TodosApi {
         /// Only completed (`true`) or open (`false`) todos.
         completed: Query<Option<bool>>,
         /// Page size, 1 to 100.
+        #[oai(default = "types::page_size")]
         limit: Query<Option<i64>>,
         /// `next_cursor` from the previous page.
         cursor: Query<Option<String>>,

@@ -14,6 +14,7 @@ use crate::{
         oauth::{self, OAuthError, NO_STORE},
         problem::RETRY_AFTER_SECS,
         token_request::{self, Grant, Refusal, TokenRequestBody},
+        types::RoleName,
     },
     service::token::{self, ExchangeError, Exchanged},
     state::AppState,
@@ -156,8 +157,8 @@ fn malformed_token_request(err: poem::Error) -> TokenResponse {
 #[derive(Debug, Object)]
 pub struct Me {
     pub user_id: Uuid,
-    /// `user` or `admin`, as when the token was issued.
-    pub role: String,
+    /// As when the token was issued.
+    pub role: RoleName,
     pub scopes: Vec<String>,
     /// The key id the token came from, or `password` for a login.
     pub client_id: String,
@@ -174,8 +175,7 @@ pub enum MeResponse {
 
 documented! {
     MeErrors {
-        401 => "No bearer token, or an invalid, expired or revoked one.",
-        503 => "With `--revocation-max-lag`: this server has lost touch with the database too long to know whether the token was revoked. Try again after `Retry-After` seconds."
+        401 => "No bearer token, or an invalid, expired or revoked one."
     }
 }
 
@@ -235,7 +235,7 @@ impl TokenApi {
         let c = auth.claims();
         Ok(MeResponse::Ok(Json(Me {
             user_id: c.user_id,
-            role: c.role.as_str().into(),
+            role: c.role.into(),
             scopes: c.scopes.names(),
             client_id: c.client_id.clone(),
             issued_at: timestamp(c.issued_at),
