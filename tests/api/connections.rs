@@ -333,8 +333,9 @@ fn stalled_body(start: &'static str) -> reqwest::Body {
 
 #[tokio::test]
 async fn a_request_that_outlives_the_request_timeout_is_a_503_problem() {
-    // Arrange
-    let app = spawn_app_with(|c| c.limits.request_timeout = Duration::from_millis(300)).await;
+    // Arrange: long enough for the registration and login (argon2, on a
+    // busy machine) the token takes; the stalled body never finishes anyway.
+    let app = spawn_app_with(|c| c.limits.request_timeout = Duration::from_secs(3)).await;
     let token = app.user_token().await;
 
     // Act: a body sent slowly enough never to finish in time.
