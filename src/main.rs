@@ -1,3 +1,8 @@
+// The server's endpoint is a deep stack of middleware types; computing
+// the layout of its connection future in release builds needs more depth
+// than the default 128.
+#![recursion_limit = "256"]
+
 use clap::Parser;
 use latchkey::{
     cli::{self, Cli},
