@@ -157,9 +157,15 @@ pub fn state(doc: &mut Value) {
             list.push(json!(property));
         }
     }
+    let types: Vec<(String, Value)> = schemas
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, schema)| Some((name.clone(), schema.get("type")?.clone())))
+        .collect();
     for name in &requests {
         if let Some(schema) = schemas.get_mut(name) {
-            optional_may_be_null(schema);
+            optional_may_be_null(schema, &types);
         }
     }
     state_page_parameters(doc);
@@ -184,8 +190,9 @@ fn request_schemas(doc: &Value) -> BTreeSet<String> {
 
 /// poem reads a JSON `null` in an optional field as the field left out, and
 /// so does every field parser in `fields`: say so, or clients and fuzzers
-/// take `null` for a mistake the server should refuse.
-fn optional_may_be_null(schema: &mut Value) {
+/// take `null` for a mistake the server should refuse. `types` holds each
+/// component schema's `type`, which OpenAPI 3.0 wants beside `nullable`.
+fn optional_may_be_null(schema: &mut Value, types: &[(String, Value)]) {
     let required: BTreeSet<String> = schema["required"]
         .as_array()
         .into_iter()
@@ -200,6 +207,14 @@ fn optional_may_be_null(schema: &mut Value) {
         };
         // OpenAPI 3.0 ignores whatever stands beside a `$ref`.
         if let Some(reference) = fields.remove("$ref") {
+            let kind = reference
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .and_then(|name| types.iter().find(|(n, _)| n == name))
+                .map(|(_, kind)| kind.clone());
+            if let Some(kind) = kind {
+                fields.insert("type".into(), kind);
+            }
             fields.insert("allOf".into(), json!([{ "$ref": reference }]));
         }
         fields.insert("nullable".into(), json!(true));
