@@ -13,8 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::{
     backup,
     config::Config,
-    db::Location,
-    domain::scopes::Role,
+    domain::{audit::Actor, scopes::Role},
     error::Error,
     http,
     keyring::{self, Keyring, SigningKeyState},
@@ -50,9 +49,9 @@ pub enum Command {
     /// Copy the SQLite database into an empty PostgreSQL database.
     ///
     /// Copies every account (with its password hash, role and disabled
-    /// state), API key (revoked and expired ones too), todo and revocation
-    /// from the SQLite database of --data-dir (or --database-url sqlite://…)
-    /// into the PostgreSQL database --to names, after bringing its schema up
+    /// state), API key (revoked and expired ones too), todo, revocation and
+    /// audit event from the SQLite database of --data-dir (or --database-url
+    /// sqlite://…) into the PostgreSQL database --to names, after bringing its schema up
     /// to date (a database with tables that are not latchkey's is refused
     /// first, and left as it was), and the signing keyring of --data-dir (its
     /// signing-keys.json, or the jwt-secret of an older version) into the
@@ -216,7 +215,7 @@ async fn migrate(config: &Config, to: &DatabaseUrl) -> anyhow::Result<()> {
     let migrated = migrate::to_postgres(config, &to.0).await?;
     let copied = migrated.copied;
     println!(
-        "copied {}, {}, {} and {} from {} into {}",
+        "copied {}, {}, {}, {} and {} from {} into {}",
         count(copied.users, "account", "accounts"),
         count(copied.keys, "API key", "API keys"),
         count(copied.todos, "todo", "todos"),
@@ -225,6 +224,7 @@ async fn migrate(config: &Config, to: &DatabaseUrl) -> anyhow::Result<()> {
             "revocation feed entry",
             "revocation feed entries"
         ),
+        count(copied.events, "audit event", "audit events"),
         migrated.from,
         migrated.into
     );
@@ -255,23 +255,14 @@ async fn signing_key(config: &Config, command: SigningKeyCommand) -> anyhow::Res
         );
     }
     keyring::secret(config)?;
-    // SQLite's keyring is the data directory's file: its database is not
-    // opened (nor created) for it.
-    let db = match config.database()? {
-        Location::Postgres(_) => Some(crate::open_db(config).await?),
-        Location::SqliteUrl(_) | Location::SqliteFile(_) => None,
-    };
-    let keyring = match &db {
-        Some(db) => Keyring::for_config(config, db),
-        None => Ok(Keyring::in_file(config)),
-    };
-    let done = match keyring {
+    // On SQLite the keyring is the data directory's file, and the database
+    // is opened for the audit log that records a rotation.
+    let db = crate::open_db(config).await?;
+    let done = match Keyring::for_config(config, &db) {
         Ok(keyring) => run_signing_key(config, &keyring, command).await,
         Err(e) => Err(e),
     };
-    if let Some(db) = db {
-        db.close().await;
-    }
+    db.close().await;
     done
 }
 
@@ -286,7 +277,7 @@ async fn run_signing_key(
             let until = Utc::now() + grace;
             // What a replaced key verifies for beyond the token lifetime.
             let margin = (grace - chrono::Duration::from_std(config.token_ttl)?).num_seconds();
-            for rotation in keyring.rotate().await? {
+            for rotation in keyring.rotate(Actor::cli()).await? {
                 println!(
                     "new current {} signing key: {}",
                     rotation.alg.as_str(),

@@ -14,6 +14,7 @@ pub const DEFAULT_DATA_DIR: &str = "./latchkey-data";
 pub const DEFAULT_AUDIENCE: &str = "latchkey";
 pub const DEFAULT_TOKEN_TTL: &str = "60s";
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_AUDIT_RETENTION: &str = "90d";
 
 // No `Debug` on `Config`: it holds the JWT and keyring secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,6 +161,9 @@ pub struct Config {
         global = true
     )]
     pub cors_origins: Vec<Origin>,
+    /// How long audit events are kept before they are deleted, e.g. 90d or 1y.
+    #[arg(long, env = "LATCHKEY_AUDIT_RETENTION", default_value = DEFAULT_AUDIT_RETENTION, value_parser = parse_retention, global = true)]
+    pub audit_retention: Duration,
 
     /// Log output format.
     #[arg(
@@ -199,6 +203,8 @@ impl Config {
             revocation_reload_every: crate::revocations::RELOAD_EVERY,
             shutdown_delay: Duration::ZERO,
             cors_origins: Vec::new(),
+            audit_retention: parse_retention(DEFAULT_AUDIT_RETENTION)
+                .expect("the default retention parses"),
             log_format: LogFormat::Pretty,
             limits: Limits::default(),
         }
@@ -231,6 +237,15 @@ fn parse_max_lag(s: &str) -> Result<Duration, String> {
         return Err("must be at least 2s".into());
     }
     Ok(lag)
+}
+
+/// A retention of zero would delete every event as it is written.
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// RFC 8414 §2: the issuer is an http(s) URL with no query or fragment. It
@@ -269,6 +284,20 @@ mod tests {
         assert!(parse_issuer("ftp://example.com").is_err());
         assert!(parse_issuer("https://example.com/?a=b").is_err());
         assert!(parse_issuer("https://example.com/#top").is_err());
+    }
+
+    #[test]
+    fn the_audit_retention_is_a_duration_longer_than_zero() {
+        assert_eq!(
+            parse_retention("90d"),
+            Ok(Duration::from_secs(90 * 24 * 3600))
+        );
+        assert_eq!(parse_retention("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_retention("0s"),
+            Err("must be longer than zero".into())
+        );
+        assert!(parse_retention("forever").is_err());
     }
 
     #[test]

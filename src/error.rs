@@ -122,6 +122,19 @@ pub fn both<A, B>(a: Result<A, FieldError>, b: Result<B, FieldError>) -> Result<
     }
 }
 
+/// Both values, or every invalid field of both together; any other error
+/// as it is.
+pub fn together<A, B>(a: Result<A>, b: Result<B>) -> Result<(A, B)> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(Error::Invalid(mut first)), Err(Error::Invalid(second))) => {
+            first.extend(second);
+            Err(Error::Invalid(first))
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

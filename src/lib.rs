@@ -1,6 +1,7 @@
 //! latchkey: API keys traded for short-lived JWTs, and a Todo API that checks
 //! them statelessly.
 
+pub mod audit;
 pub mod backup;
 pub mod cli;
 pub mod config;
@@ -34,6 +35,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::{
+    audit::failures::Failures,
     config::{Config, Registration},
     db::Db,
     domain::tokens::{KeySet, TokenSettings, Tokens},
@@ -142,6 +144,7 @@ impl App {
             limits: config.limits.clone(),
             throttle: Arc::new(Throttle::new(&config.limits, Arc::clone(&metrics))),
             argon2: Arc::new(Argon2Queue::new(config.limits.argon2_queue)),
+            failures: Arc::new(Failures::default()),
             draining: AtomicBool::new(false),
             metrics,
             cors: Arc::new(Cors::new(&config.cors_origins)),
@@ -152,6 +155,14 @@ impl App {
         tasks.add("key-use writer", move |stopping| async move {
             last_used.write_behind(db, stopping).await;
         });
+        let (failures, db) = (Arc::clone(&state.failures), state.db.clone());
+        tasks.add("audit failure writer", move |stopping| async move {
+            failures.write_behind(db, stopping).await;
+        });
+        tasks.add_until_stopped(
+            "audit pruner",
+            audit::retention::prune_periodically(state.db.clone(), config.audit_retention),
+        );
         let (revocations, db) = (Arc::clone(&state.revocations), state.db.clone());
         tasks.add("revocation feed", move |stopping| {
             revocations.follow(db, stopping)
@@ -203,9 +214,15 @@ impl App {
         Arc::clone(&self.state.argon2)
     }
 
+    /// The failures tallied for the audit log, for tests that write them
+    /// without waiting for the next flush.
+    pub fn audit_failures(&self) -> Arc<Failures> {
+        Arc::clone(&self.state.failures)
+    }
+
     /// Serves until `stop` completes, then lets in-flight requests finish,
-    /// stops the background tasks (which writes pending key-use times) and
-    /// closes the database.
+    /// stops the background tasks (which writes pending key-use times and
+    /// the tallied failures) and closes the database.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let tasks = self.tasks.start();
         let state = Arc::clone(&self.state);

@@ -3,6 +3,7 @@
 use std::sync::{atomic::AtomicBool, Arc};
 
 use crate::{
+    audit::failures::Failures,
     config::Limits,
     db::Db,
     domain::tokens::Tokens,
@@ -24,6 +25,9 @@ pub struct AppState {
     pub throttle: Arc<Throttle>,
     /// Where password hashes and checks wait for a core.
     pub argon2: Arc<Argon2Queue>,
+    /// Failed logins and exchanges and throttled requests, tallied for the
+    /// audit log.
+    pub failures: Arc<Failures>,
     /// Set once shutdown begins, so `/ready` sends load balancers elsewhere
     /// while requests drain.
     pub draining: AtomicBool,

@@ -5,8 +5,11 @@
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 use uuid::Uuid;
 
-use super::Db;
-use crate::domain::revocation::{Change, ChangeKind, Millis};
+use super::{audit, Db};
+use crate::domain::{
+    audit::Event,
+    revocation::{Change, ChangeKind, Millis},
+};
 
 /// Records a change at the current time, lasting `lifetime` from it, on the
 /// connection of the transaction that makes the change, on either backend.
@@ -49,26 +52,35 @@ where
     })
 }
 
-/// Every token of the account issued so far stops working.
-pub async fn sign_out(db: &Db, user_id: Uuid, lifetime: Millis) -> Result<Change, sqlx::Error> {
-    on_backend!(db.writer(), |pool| record(
-        pool,
-        user_id,
-        ChangeKind::SignedOut,
-        lifetime
-    )
-    .await)
+/// Every token of the account issued so far stops working; `event` records
+/// it in the same transaction.
+pub async fn sign_out(
+    db: &Db,
+    user_id: Uuid,
+    lifetime: Millis,
+    event: &Event,
+) -> Result<Change, sqlx::Error> {
+    on_backend!(db.writer(), |pool| {
+        let mut tx = pool.begin().await?;
+        let change = record(&mut *tx, user_id, ChangeKind::SignedOut, lifetime).await?;
+        audit::record(&mut *tx, event).await?;
+        audit::commit(tx, std::slice::from_ref(event)).await?;
+        Ok(change)
+    })
 }
 
 /// Revokes one token. An account with `cap` single-token revocations still in
 /// force is signed out instead, which covers this token and bounds what every
-/// instance keeps in memory.
+/// instance keeps in memory. `event` makes the event of what was recorded
+/// (whether the whole account was signed out), written in the same
+/// transaction.
 pub async fn revoke_token(
     db: &Db,
     user_id: Uuid,
     jti: Uuid,
     lifetime: Millis,
     cap: i64,
+    event: impl FnOnce(bool) -> Event,
 ) -> Result<Change, sqlx::Error> {
     on_backend!(db.writer(), |pool| {
         let mut tx = pool.begin().await?;
@@ -86,7 +98,9 @@ pub async fn revoke_token(
             ChangeKind::TokenRevoked { jti }
         };
         let change = record(&mut *tx, user_id, kind, lifetime).await?;
-        tx.commit().await?;
+        let event = event(kind == ChangeKind::SignedOut);
+        audit::record(&mut *tx, &event).await?;
+        audit::commit(tx, &[event]).await?;
         Ok(change)
     })
 }

@@ -1,7 +1,8 @@
 //! Copying an SQLite database into an empty PostgreSQL one (`latchkey
-//! migrate`): every row of `users`, `api_keys`, `todos` and `access_changes`,
-//! column for column, so that keys, passwords, ids and the revocations in
-//! force all mean on PostgreSQL what they meant on SQLite.
+//! migrate`): every row of `users`, `api_keys`, `todos`, `access_changes`
+//! and `audit_events`, column for column, so that keys, passwords, ids, the
+//! revocations in force and the audit log all mean on PostgreSQL what they
+//! meant on SQLite.
 //!
 //! The target is opened with [`open_target`], which looks at it before
 //! creating latchkey's schema there: a database that holds anything else is
@@ -32,15 +33,18 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use super::{changes::Row as ChangeRow, postgres, Db, DbError, Location, Pools};
+use super::{
+    audit::Row as EventRow, changes::Row as ChangeRow, postgres, Db, DbError, Location, Pools,
+};
 
 /// The tables latchkey's PostgreSQL migrations make, and sqlx's record of
 /// them.
-const SCHEMA: [&str; 6] = [
+const SCHEMA: [&str; 7] = [
     "users",
     "api_keys",
     "todos",
     "access_changes",
+    "audit_events",
     "signing_keyring",
     "_sqlx_migrations",
 ];
@@ -56,6 +60,7 @@ pub struct Copied {
     pub keys: u64,
     pub todos: u64,
     pub changes: u64,
+    pub events: u64,
 }
 
 /// What a target already holds, when it is not empty.
@@ -209,9 +214,11 @@ impl CopyUnderWay {
         let mut to = target.begin().await?;
         // Held to the commit: a server started on the target meanwhile
         // waits, instead of writing rows between the check and the copy.
-        sqlx::query("LOCK TABLE users, api_keys, todos, access_changes IN EXCLUSIVE MODE")
-            .execute(&mut *to)
-            .await?;
+        sqlx::query(
+            "LOCK TABLE users, api_keys, todos, access_changes, audit_events IN EXCLUSIVE MODE",
+        )
+        .execute(&mut *to)
+        .await?;
         let (users, keys, todos, keyring): (i64, i64, i64, bool) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM api_keys),
                     (SELECT count(*) FROM todos),
@@ -245,6 +252,7 @@ impl CopyUnderWay {
             changes: copy_changes(from, to)
                 .await
                 .map_err(table("revocation feed"))?,
+            events: count(copy_table::<EventRow>(from, to).await).map_err(table("audit log"))?,
         })
     }
 
@@ -259,7 +267,14 @@ impl CopyUnderWay {
     where
         E: From<sqlx::Error>,
     {
-        super::keyring::update_in(&mut self.to, change).await
+        let written = super::keyring::update_in(&mut self.to, |stored| {
+            change(stored).map(|(sealed, outcome)| super::keyring::Written {
+                sealed,
+                events: Vec::new(),
+                outcome,
+            })
+        });
+        Ok(written.await?.0)
     }
 
     /// Makes the copied rows, and the keyring if one was written, the
@@ -488,6 +503,39 @@ impl Table for ChangeRow {
         .bind(column(rows, |r| r.subject))
         .bind(column(rows, |r| r.at_ms))
         .bind(column(rows, |r| r.until_ms))
+    }
+}
+
+impl Table for EventRow {
+    const NAME: &'static str = "audit_events";
+    const COLUMNS: &'static str = "id, at, action, actor_user_id, actor_client_id, \
+                                   actor_address, target_type, target_id, target_user_id, details";
+    const KEY: &'static str = "id";
+    type Key = Uuid;
+
+    fn key(&self) -> Uuid {
+        self.id
+    }
+
+    fn insert(rows: &[Self]) -> Query<'_, Postgres, PgArguments> {
+        sqlx::query(
+            "INSERT INTO audit_events (id, at, action, actor_user_id, actor_client_id,
+                                       actor_address, target_type, target_id, target_user_id,
+                                       details)
+             SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::uuid[],
+                                  $5::text[], $6::text[], $7::text[], $8::text[], $9::uuid[],
+                                  $10::text[])",
+        )
+        .bind(column(rows, |r| r.id))
+        .bind(column(rows, |r| r.at))
+        .bind(column(rows, |r| r.action.as_str()))
+        .bind(column(rows, |r| r.actor_user_id))
+        .bind(column(rows, |r| r.actor_client_id.as_deref()))
+        .bind(column(rows, |r| r.actor_address.as_deref()))
+        .bind(column(rows, |r| r.target_type.as_deref()))
+        .bind(column(rows, |r| r.target_id.as_deref()))
+        .bind(column(rows, |r| r.target_user_id))
+        .bind(column(rows, |r| r.details.as_str()))
     }
 }
 

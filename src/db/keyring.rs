@@ -6,7 +6,17 @@
 
 use sqlx::{PgConnection, PgPool};
 
-use super::{Db, Pools};
+use super::{audit, Db, Pools};
+use crate::domain::audit::Event;
+
+/// What a change of the keyring writes: the sealed keyring, the events that
+/// record the change (written in its transaction), and what the caller
+/// learns of it.
+pub struct Written<T> {
+    pub sealed: Vec<u8>,
+    pub events: Vec<Event>,
+    pub outcome: T,
+}
 
 /// The sealed keyring, or `None` while no instance has written one.
 pub async fn read(db: &Db) -> Result<Option<Vec<u8>>, sqlx::Error> {
@@ -23,24 +33,26 @@ pub async fn read(db: &Db) -> Result<Option<Vec<u8>>, sqlx::Error> {
 /// `change` fails, nothing is written.
 pub async fn update<T, E>(
     db: &Db,
-    change: impl FnOnce(Option<&[u8]>) -> Result<(Vec<u8>, T), E>,
+    change: impl FnOnce(Option<&[u8]>) -> Result<Written<T>, E>,
 ) -> Result<T, E>
 where
     E: From<sqlx::Error>,
 {
     let mut tx = postgres(db)?.begin().await?;
-    let outcome = update_in(&mut tx, change).await?;
-    tx.commit().await?;
+    let (outcome, events) = update_in(&mut tx, change).await?;
+    audit::commit(tx, &events).await?;
     Ok(outcome)
 }
 
 /// [`update`] in a transaction of the caller's, which holds the row's lock
-/// from here to its end and decides whether the keyring is written: with
-/// other writes of its own, it commits or rolls back the keyring with them.
+/// from here to its end and decides whether the keyring and its events are
+/// written: with other writes of its own, it commits or rolls back the
+/// keyring with them. Tells the events written, for the caller to log once
+/// it commits.
 pub(super) async fn update_in<T, E>(
     tx: &mut PgConnection,
-    change: impl FnOnce(Option<&[u8]>) -> Result<(Vec<u8>, T), E>,
-) -> Result<T, E>
+    change: impl FnOnce(Option<&[u8]>) -> Result<Written<T>, E>,
+) -> Result<(T, Vec<Event>), E>
 where
     E: From<sqlx::Error>,
 {
@@ -53,13 +65,16 @@ where
         sqlx::query_as("SELECT sealed FROM signing_keyring WHERE id FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
-    let (sealed, outcome) = change(stored.as_deref())?;
+    let written = change(stored.as_deref())?;
     sqlx::query("UPDATE signing_keyring SET sealed = $1, updated_at = $2 WHERE id")
-        .bind(sealed)
+        .bind(written.sealed)
         .bind(super::now())
         .execute(&mut *tx)
         .await?;
-    Ok(outcome)
+    for event in &written.events {
+        audit::record(&mut *tx, event).await?;
+    }
+    Ok((written.outcome, written.events))
 }
 
 fn postgres(db: &Db) -> Result<&PgPool, sqlx::Error> {

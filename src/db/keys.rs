@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{changes, Backend, Db};
+use super::{audit, changes, Backend, Db};
 use crate::domain::{
+    audit::Event,
     keys::KeyHash,
     revocation::{Change, ChangeKind, Millis},
     scopes::{Role, Scopes, UnknownScope},
@@ -38,6 +39,7 @@ impl TryFrom<String> for Scopes {
 }
 
 pub struct NewKey<'a> {
+    pub id: Uuid,
     pub user_id: Uuid,
     pub name: &'a str,
     pub hash: KeyHash,
@@ -53,13 +55,19 @@ pub enum Inserted {
     AtLimit,
 }
 
-/// Stores a key unless its owner already holds `max_active` active keys (not
-/// revoked, not expired). The count and the insert are one statement: on
-/// SQLite a writing statement holds the write lock from its first step, so
-/// two creations at the limit cannot both pass. On PostgreSQL, under READ
-/// COMMITTED, both could count the same rows; so the owner's row is locked
-/// first, and the second creation counts after the first has committed.
-pub async fn insert(db: &Db, key: NewKey<'_>, max_active: u32) -> Result<Inserted, sqlx::Error> {
+/// Stores a key, with `event`, unless its owner already holds `max_active`
+/// active keys (not revoked, not expired). The count and the insert are one
+/// statement: on SQLite a writing statement holds the write lock from its
+/// first step, so two creations at the limit cannot both pass. On
+/// PostgreSQL, under READ COMMITTED, both could count the same rows; so the
+/// owner's row is locked first, and the second creation counts after the
+/// first has committed.
+pub async fn insert(
+    db: &Db,
+    key: NewKey<'_>,
+    max_active: u32,
+    event: &Event,
+) -> Result<Inserted, sqlx::Error> {
     let sql = format!(
         "INSERT INTO api_keys (id, user_id, name, key_hash, hint, scopes, created_at, expires_at)
          SELECT $1, $2, $3, $4, $5, $6, $7, $8
@@ -79,8 +87,8 @@ pub async fn insert(db: &Db, key: NewKey<'_>, max_active: u32) -> Result<Inserte
                 .execute(&mut *tx)
                 .await?;
         }
-        let rows = sqlx::query_as(&sql)
-            .bind(Uuid::now_v7())
+        let rows: Vec<Key> = sqlx::query_as(&sql)
+            .bind(key.id)
             .bind(key.user_id)
             .bind(key.name)
             .bind(&key.hash.0[..])
@@ -91,7 +99,12 @@ pub async fn insert(db: &Db, key: NewKey<'_>, max_active: u32) -> Result<Inserte
             .bind(i64::from(max_active))
             .fetch_all(&mut *tx)
             .await?;
-        tx.commit().await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+        } else {
+            audit::record(&mut *tx, event).await?;
+            audit::commit(tx, std::slice::from_ref(event)).await?;
+        }
         Ok::<_, sqlx::Error>(rows)
     })?;
     Ok(match super::at_most_one(rows) {
@@ -143,13 +156,15 @@ pub enum Revoked {
     NoSuchKey,
 }
 
-/// Marks a key revoked and records the change in the same transaction. The
-/// first revocation time is kept.
+/// Marks a key revoked and records the change, and the event `event` makes
+/// of the key's owner, in the same transaction. The first revocation time is
+/// kept; revoking a revoked key changes nothing and records nothing.
 pub async fn revoke(
     db: &Db,
     id: Uuid,
     owner: Option<Uuid>,
     lifetime: Millis,
+    event: impl FnOnce(Uuid) -> Event,
 ) -> Result<Revoked, sqlx::Error> {
     on_backend!(db.writer(), |pool| {
         let mut tx = pool.begin().await?;
@@ -163,10 +178,13 @@ pub async fn revoke(
         .bind(super::now())
         .fetch_all(&mut *tx)
         .await?;
-        let outcome = match super::at_most_one(revoked) {
+        let (outcome, events) = match super::at_most_one(revoked) {
             Some((user_id,)) => {
                 let kind = ChangeKind::KeyRevoked { key_id: id };
-                Revoked::Now(changes::record(&mut *tx, user_id, kind, lifetime).await?)
+                let change = changes::record(&mut *tx, user_id, kind, lifetime).await?;
+                let event = event(user_id);
+                audit::record(&mut *tx, &event).await?;
+                (Revoked::Now(change), vec![event])
             }
             None => {
                 let exists: Option<(Uuid,)> = sqlx::query_as(
@@ -176,14 +194,15 @@ pub async fn revoke(
                 .bind(owner)
                 .fetch_optional(&mut *tx)
                 .await?;
-                if exists.is_some() {
+                let outcome = if exists.is_some() {
                     Revoked::Already
                 } else {
                     Revoked::NoSuchKey
-                }
+                };
+                (outcome, Vec::new())
             }
         };
-        tx.commit().await?;
+        audit::commit(tx, &events).await?;
         Ok(outcome)
     })
 }

@@ -1,7 +1,7 @@
 //! Storage: the only module that speaks SQL. Callers hold a [`Db`] and call
-//! the functions of `users`, `keys`, `todos`, `changes` and (on PostgreSQL)
-//! `keyring`; which connection a statement
-//! runs on, and on which backend, is decided here and below.
+//! the functions of `users`, `keys`, `todos`, `changes`, `audit` and (on
+//! PostgreSQL) `keyring`; which connection a statement runs on, and on which
+//! backend, is decided here and below.
 //!
 //! Two backends, one set of statements: SQLite (`sqlite.rs`, the embedded
 //! default) and PostgreSQL (`postgres.rs`, for instances that share one
@@ -42,6 +42,7 @@ macro_rules! on_backend {
     };
 }
 
+pub mod audit;
 pub mod backup;
 pub mod changes;
 pub mod copy;
@@ -269,12 +270,13 @@ impl Db {
 
     /// Stops the database file from growing, as a full disk would: writes
     /// that need a new page fail from now on. For tests of what a full disk
-    /// does; SQLite's limit lasts as long as the writing connection, and a
-    /// PostgreSQL server has no such limit.
+    /// does; SQLite's limit holds for every writing connection of this
+    /// handle's pool, those it opens later included, and a PostgreSQL server
+    /// has no such limit.
     #[doc(hidden)]
     pub async fn stop_growing(&self) -> Result<(), sqlx::Error> {
         match &self.pools {
-            Pools::Sqlite(pools) => sqlite::stop_growing(&pools.writer).await,
+            Pools::Sqlite(pools) => sqlite::stop_growing(pools).await,
             Pools::Postgres(_) => Err(sqlx::Error::Configuration(
                 "only an SQLite file can be stopped from growing".into(),
             )),

@@ -1,11 +1,18 @@
 //! The SQLite backend: how the file is opened, how its pools are split, and
 //! what its errors mean.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    SqlitePool,
+    Connection, SqliteConnection, SqlitePool,
 };
 
 use super::DbError;
@@ -22,6 +29,9 @@ const WAL_SIZE_LIMIT: &str = "8388608";
 pub(super) struct Pools {
     pub(super) reader: SqlitePool,
     pub(super) writer: SqlitePool,
+    /// The pages the file may hold, once a test has stopped it growing
+    /// (0: no limit); every writing connection opened is held to it.
+    page_limit: Arc<AtomicI64>,
 }
 
 pub(super) async fn open(options: SqliteConnectOptions, readers: u32) -> Result<Pools, DbError> {
@@ -35,8 +45,15 @@ pub(super) async fn open(options: SqliteConnectOptions, readers: u32) -> Result<
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5))
         .pragma("journal_size_limit", WAL_SIZE_LIMIT);
+    let page_limit = Arc::new(AtomicI64::new(0));
+    let limit = Arc::clone(&page_limit);
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
+        .after_connect(move |conn, _| {
+            let pages = limit.load(Ordering::Relaxed);
+            Box::pin(async move { limit_pages(conn, pages).await })
+        })
+        .after_release(|conn, _| Box::pin(out_of_transaction(conn)))
         .connect_with(options.clone())
         .await?;
     super::migrator(sqlx::migrate!("./migrations/sqlite"))
@@ -46,7 +63,11 @@ pub(super) async fn open(options: SqliteConnectOptions, readers: u32) -> Result<
         .max_connections(readers.max(1))
         .connect_with(options.read_only(true))
         .await?;
-    Ok(Pools { reader, writer })
+    Ok(Pools {
+        reader,
+        writer,
+        page_limit,
+    })
 }
 
 /// The database and its companion files are the owner's alone, whatever the
@@ -73,15 +94,43 @@ fn make_private(file: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether a connection coming back to the pool is out of any transaction,
+/// as sqlx counts them; one that is not is closed, and the pool opens a new
+/// one.
+///
+/// On a full disk or an I/O error SQLite may roll a whole transaction back
+/// by itself. The `ROLLBACK` sqlx then sends fails, so sqlx still counts the
+/// transaction as open, and would begin the next one with a `SAVEPOINT`:
+/// that starts a real transaction which its `ROLLBACK TO` leaves open, and
+/// every write after it on this connection would be answered, yet never
+/// committed.
+async fn out_of_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    // The rollback of a dropped transaction is queued; a ping waits for it.
+    conn.ping().await?;
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("SQLite ended a failed transaction by itself; reopening its connection");
+    }
+    Ok(clean)
+}
+
 /// See [`Db::stop_growing`](super::Db::stop_growing).
-pub(super) async fn stop_growing(writer: &SqlitePool) -> Result<(), sqlx::Error> {
+pub(super) async fn stop_growing(pools: &Pools) -> Result<(), sqlx::Error> {
+    let mut writer = pools.writer.acquire().await?;
     let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-        .fetch_one(writer)
+        .fetch_one(&mut *writer)
         .await?;
-    sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
-        .execute(writer)
-        .await
-        .map(|_| ())
+    pools.page_limit.store(pages, Ordering::Relaxed);
+    limit_pages(&mut writer, pages).await
+}
+
+async fn limit_pages(conn: &mut SqliteConnection, pages: i64) -> Result<(), sqlx::Error> {
+    if pages > 0 {
+        sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Whether an SQLite result code means the database cannot take the request

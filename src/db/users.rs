@@ -5,8 +5,9 @@ use sqlx::FromRow;
 
 use uuid::Uuid;
 
-use super::{Backend, Db};
+use super::{audit, Backend, Db};
 use crate::domain::{
+    audit::Event,
     revocation::{Change, ChangeKind, Millis},
     scopes::Role,
     users::Email,
@@ -40,24 +41,34 @@ pub enum InsertUserError {
     Db(#[from] sqlx::Error),
 }
 
+/// Stores a new account, with the event that records it, in one
+/// transaction.
 pub async fn insert(
     db: &Db,
+    id: Uuid,
     email: &Email,
     password_hash: &str,
     role: Role,
+    event: &Event,
 ) -> Result<User, InsertUserError> {
-    on_backend!(db.writer(), |pool| sqlx::query_as(
-        "INSERT INTO users (id, email, password_hash, role, disabled, created_at)
-         VALUES ($1, $2, $3, $4, FALSE, $5)
-         RETURNING id, email, role, disabled, created_at",
-    )
-    .bind(Uuid::now_v7())
-    .bind(email.as_str())
-    .bind(password_hash)
-    .bind(role.as_str())
-    .bind(super::now())
-    .fetch_all(pool)
-    .await)
+    on_backend!(db.writer(), |pool| {
+        let mut tx = pool.begin().await?;
+        let rows = sqlx::query_as(
+            "INSERT INTO users (id, email, password_hash, role, disabled, created_at)
+             VALUES ($1, $2, $3, $4, FALSE, $5)
+             RETURNING id, email, role, disabled, created_at",
+        )
+        .bind(id)
+        .bind(email.as_str())
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(super::now())
+        .fetch_all(&mut *tx)
+        .await?;
+        audit::record(&mut *tx, event).await?;
+        audit::commit(tx, std::slice::from_ref(event)).await?;
+        Ok(rows)
+    })
     .and_then(super::one)
     .map_err(|e| {
         if super::is_unique_violation(&e) {
@@ -141,15 +152,17 @@ pub async fn find_login_by_id(db: &Db, id: Uuid) -> Result<Option<Login>, sqlx::
     .await)
 }
 
-/// Stores an account's new password hash and signs the account out, in one
-/// transaction: a new password never lands with the old tokens still good,
-/// nor a sign-out without the new password. `None` (and nothing changed) if
-/// the account no longer exists or was disabled meanwhile.
+/// Stores an account's new password hash and signs the account out, with
+/// `event`, in one transaction: a new password never lands with the old
+/// tokens still good, nor a sign-out without the new password. `None` (and
+/// nothing changed) if the account no longer exists or was disabled
+/// meanwhile.
 pub async fn set_password(
     db: &Db,
     id: Uuid,
     password_hash: &str,
     lifetime: Millis,
+    event: &Event,
 ) -> Result<Option<Change>, sqlx::Error> {
     on_backend!(db.writer(), |pool| {
         let mut tx = pool.begin().await?;
@@ -164,7 +177,8 @@ pub async fn set_password(
             return Ok(None);
         }
         let change = super::changes::record(&mut *tx, id, ChangeKind::SignedOut, lifetime).await?;
-        tx.commit().await?;
+        audit::record(&mut *tx, event).await?;
+        audit::commit(tx, std::slice::from_ref(event)).await?;
         Ok(Some(change))
     })
 }
@@ -248,8 +262,9 @@ const GET_FOR_UPDATE: &str =
     "SELECT id, email, role, disabled, created_at FROM users WHERE id = $1 FOR UPDATE";
 
 /// Changes a user's role or disabled flag, refusing to leave no active admin,
-/// and records in the same transaction what the change ends: a new role or a
-/// disable cuts off the account's tokens, an enable lifts the disable.
+/// and records in the same transaction what the change ends (a new role or a
+/// disable cuts off the account's tokens, an enable lifts the disable) and
+/// the event `event` makes of the account before and after, if any.
 ///
 /// The guard lives in the statement itself. On SQLite that is enough: the one
 /// writer connection runs one statement at a time, so two admins demoting
@@ -263,6 +278,7 @@ pub async fn update_access(
     role: Option<Role>,
     disabled: Option<bool>,
     lifetime: Millis,
+    event: impl FnOnce(&User, &User) -> Option<Event>,
 ) -> Result<(User, Vec<Change>), UpdateUserError> {
     let role = role.map(Role::as_str);
     let postgres = db.backend() == Backend::Postgres;
@@ -291,7 +307,11 @@ pub async fn update_access(
         for kind in access_changes(&before, &after) {
             changes.push(super::changes::record(&mut *tx, id, kind, lifetime).await?);
         }
-        tx.commit().await?;
+        let events = Vec::from_iter(event(&before, &after));
+        for event in &events {
+            audit::record(&mut *tx, event).await?;
+        }
+        audit::commit(tx, &events).await?;
         Ok((after, changes))
     })
 }

@@ -36,6 +36,18 @@ pub enum KeyFormatError {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct KeyHash(pub [u8; 32]);
 
+/// Hex digits of a key's hash that name it in the audit log.
+pub const FINGERPRINT_LEN: usize = 16;
+
+impl KeyHash {
+    /// The first 64 bits of the hash, in hex: how the audit log names a key
+    /// it does not know, as GitHub's names a token. A key has 256 random
+    /// bits, so its hash's prefix says nothing about it.
+    pub fn fingerprint(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex()[..FINGERPRINT_LEN].to_owned()
+    }
+}
+
 impl ApiKey {
     /// A new key from the operating system's CSPRNG.
     pub fn generate() -> ApiKey {
@@ -109,6 +121,19 @@ mod tests {
         assert!(s.starts_with("lk_"));
         assert!(s[3..].bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_eq!(ApiKey::parse(s), Ok(key));
+    }
+
+    #[test]
+    fn a_fingerprint_is_a_prefix_of_the_hash_and_holds_nothing_of_the_key() {
+        let key = ApiKey::generate();
+
+        let fingerprint = key.hash().fingerprint();
+
+        assert_eq!(fingerprint.len(), FINGERPRINT_LEN);
+        assert!(blake3::hash(key.expose().as_bytes())
+            .to_hex()
+            .starts_with(&fingerprint));
+        assert!(!key.expose().contains(&fingerprint));
     }
 
     #[test]

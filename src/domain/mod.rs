@@ -1,5 +1,6 @@
 //! Types and rules of the product: no HTTP, no SQL.
 
+pub mod audit;
 pub mod grants;
 pub mod keys;
 pub mod new_key;

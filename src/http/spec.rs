@@ -5,7 +5,7 @@ use poem_openapi::{LicenseObject, OpenApi, OpenApiService, ServerObject};
 use serde_json::Value;
 
 use super::api::{
-    admin::AdminApi, discovery::DiscoveryApi, health::HealthApi, keys::KeysApi,
+    admin::AdminApi, audit::AuditApi, discovery::DiscoveryApi, health::HealthApi, keys::KeysApi,
     password::PasswordApi, revocation::RevocationApi, todos::TodosApi, token::TokenApi,
     users::UsersApi,
 };
@@ -25,6 +25,7 @@ pub fn service(base_url: &str) -> OpenApiService<impl OpenApi, ()> {
         KeysApi,
         TodosApi,
         AdminApi,
+        AuditApi,
         HealthApi,
         DiscoveryApi,
     );

@@ -1,8 +1,12 @@
 //! Wire types that several operations share.
 
+use std::{borrow::Cow, marker::PhantomData};
+
 use chrono::{DateTime, Utc};
 use poem_openapi::{
-    types::{ParseError, ParseResult},
+    param::Query,
+    registry::{MetaSchemaRef, Registry},
+    types::{ParseError, ParseFromParameter, ParseResult, Type},
     Enum, Object,
 };
 use serde_json::Value;
@@ -144,6 +148,52 @@ impl KeyPage {
             items: keys.into_iter().map(Key::from).collect(),
             next_cursor,
         }
+    }
+}
+
+/// A query parameter documented as a `T`, but taken as the text sent, so
+/// that the handler reads it and a bad value is a `422` naming the
+/// parameter, as a bad `limit` is, rather than the framework's `400`.
+pub struct Lenient<T>(String, PhantomData<T>);
+
+impl<T> Lenient<T> {
+    /// The text of an optional parameter.
+    pub fn text(param: &Query<Option<Lenient<T>>>) -> Option<&str> {
+        param.0.as_ref().map(|lenient| lenient.0.as_str())
+    }
+}
+
+impl<T: Type> Type for Lenient<T> {
+    const IS_REQUIRED: bool = true;
+
+    type RawValueType = String;
+
+    type RawElementValueType = String;
+
+    fn name() -> Cow<'static, str> {
+        T::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl<T: Type> ParseFromParameter for Lenient<T> {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Ok(Lenient(value.to_owned(), PhantomData))
     }
 }
 

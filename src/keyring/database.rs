@@ -13,7 +13,10 @@ use super::{
     policy::StoredKeyring,
     seal::{self, KeyringSecret},
 };
-use crate::db::{self, Db};
+use crate::{
+    db::{self, keyring::Written, Db},
+    domain::audit::Event,
+};
 
 /// How long one read or write of the keyring may take, waiting for a
 /// connection included: a connection that stalls (a network that drops
@@ -65,10 +68,11 @@ impl DatabaseStore {
 
     /// Read, change, write back, all under the keyring row's lock, so two
     /// writers (instances starting together, a rotation) cannot lose each
-    /// other's key.
+    /// other's key; the events `change` tells of are written in the same
+    /// transaction.
     pub(super) async fn update(
         &self,
-        change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<()>,
+        change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<Vec<Event>>,
     ) -> anyhow::Result<()> {
         self.replace(|stored| {
             let mut stored = match (stored, &self.seed) {
@@ -82,23 +86,27 @@ impl DatabaseStore {
                 },
                 (None, None) => StoredKeyring::default(),
             };
-            change(&mut stored, Utc::now())?;
-            Ok(stored)
+            let events = change(&mut stored, Utc::now())?;
+            Ok((stored, events))
         })
         .await
     }
 
     /// Writes what `make` returns from the keyring as stored (`None`: none
-    /// yet), under the row's lock; nothing if it fails.
+    /// yet), and its events, under the row's lock; nothing if it fails.
     pub(super) async fn replace(
         &self,
-        make: impl FnOnce(Option<&[u8]>) -> anyhow::Result<StoredKeyring>,
+        make: impl FnOnce(Option<&[u8]>) -> anyhow::Result<(StoredKeyring, Vec<Event>)>,
     ) -> anyhow::Result<()> {
         bounded(
             "changing",
             db::keyring::update(&self.db, |stored| {
-                let new = make(stored)?;
-                Ok::<_, anyhow::Error>((self.encode(&new)?, ()))
+                let (new, events) = make(stored)?;
+                Ok::<_, anyhow::Error>(Written {
+                    sealed: self.encode(&new)?,
+                    events,
+                    outcome: (),
+                })
             }),
         )
         .await

@@ -65,10 +65,11 @@ impl FileStore {
 
     /// Read, change, write back, holding the directory's keyring lock so two
     /// writers (a starting server, a rotation) cannot lose each other's key.
-    pub(super) fn update(
+    /// Returns once the new file is durable, with what `change` told.
+    pub(super) fn update<T>(
         &self,
-        change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+        change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         owner_only::create_dir_all(&self.dir)
             .with_context(|| format!("creating the data directory {}", self.dir.display()))?;
         let lock = owner_only::open_or_create(&self.dir.join(LOCK_FILE))
@@ -78,14 +79,14 @@ impl FileStore {
             Some(stored) => stored,
             None => self.import_legacy_secret()?,
         };
-        change(&mut stored, Utc::now())?;
+        let outcome = change(&mut stored, Utc::now())?;
         self.write(&stored)?;
         let legacy = self.dir.join(LEGACY_SECRET_FILE);
         if legacy.exists() {
             fs::remove_file(&legacy)
                 .with_context(|| format!("removing {} (now in the keyring)", legacy.display()))?;
         }
-        Ok(())
+        Ok(outcome)
     }
 
     fn write(&self, stored: &StoredKeyring) -> anyhow::Result<()> {

@@ -21,11 +21,13 @@ use std::{fs, path::Path, time::Duration};
 
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
+use serde_json::json;
 
 use crate::{
     config::Config,
     db::{Backend, Db},
     domain::{
+        audit::{Action, Actor, Event, Target},
         signing::{SigningAlg, SigningKey},
         tokens::KeySet,
     },
@@ -142,13 +144,13 @@ pub enum SigningKeyState {
 
 impl Keyring {
     /// The keyring of a configuration without a configured key, on the
-    /// database it runs on: on SQLite the data directory's file (a given
-    /// `--keyring-secret` is unused), on PostgreSQL the database's, which
-    /// needs the secret.
+    /// database it runs on (which records its changes): on SQLite the data
+    /// directory's file (a given `--keyring-secret` is unused), on
+    /// PostgreSQL the database's, which needs the secret.
     pub fn for_config(config: &Config, db: &Db) -> anyhow::Result<Keyring> {
         let secret = secret(config)?;
         match db.backend() {
-            Backend::Sqlite => Ok(Keyring::in_file(config)),
+            Backend::Sqlite => Ok(Keyring::in_file(config, db)),
             Backend::Postgres => {
                 let secret = secret.ok_or_else(|| {
                     anyhow!(
@@ -166,9 +168,11 @@ impl Keyring {
         }
     }
 
-    /// The keyring file of the configuration's data directory.
-    pub fn in_file(config: &Config) -> Keyring {
-        Keyring::with_store(config, Store::File(file::FileStore::new(&config.data_dir)))
+    /// The keyring file of the configuration's data directory, whose
+    /// changes are recorded in `db`'s audit log.
+    pub fn in_file(config: &Config, db: &Db) -> Keyring {
+        let file = file::FileStore::new(&config.data_dir);
+        Keyring::with_store(config, Store::File(file, db.clone()))
     }
 
     /// The keyring of a PostgreSQL database, sealed with `secret`.
@@ -195,7 +199,8 @@ impl Keyring {
     }
 
     /// The keys in force now, after adding a current key of this algorithm
-    /// if the keyring has none (first start, or a change of algorithm).
+    /// if the keyring has none (first start, or a change of algorithm): a
+    /// `signing_key.created` of the server's.
     pub async fn load_or_create(&mut self) -> anyhow::Result<KeySet> {
         if self
             .store
@@ -203,8 +208,24 @@ impl Keyring {
             .await?
             .is_none_or(|(stored, _)| stored.current(self.alg).is_none())
         {
-            self.update(|stored, now| stored.ensure_current(self.alg, now))
-                .await?;
+            let alg = self.alg;
+            self.update(|stored, now| {
+                let made = stored.ensure_current(alg, now)?;
+                let details = || json!({ "alg": alg.as_str() });
+                Ok(made
+                    .iter()
+                    .map(|kid| {
+                        key_event(
+                            now,
+                            Action::SigningKeyCreated,
+                            Actor::server(),
+                            kid,
+                            details(),
+                        )
+                    })
+                    .collect())
+            })
+            .await?;
         }
         let (stored, bytes) = self
             .store
@@ -220,13 +241,21 @@ impl Keyring {
         Ok(keys)
     }
 
-    /// Rotates the keys in the keyring (which ones: `StoredKeyring::rotate`)
-    /// and tells what changed.
-    pub async fn rotate(&self) -> anyhow::Result<Vec<Rotation>> {
+    /// Rotates the keys in the keyring (which ones: `StoredKeyring::rotate`),
+    /// recording a `signing_key.rotated` of `actor`'s for each, and tells
+    /// what changed.
+    pub async fn rotate(&self, actor: Actor) -> anyhow::Result<Vec<Rotation>> {
         let mut rotations = Vec::new();
         self.update(|stored, now| {
             rotations = stored.rotate(self.alg, now)?;
-            Ok(())
+            Ok(rotations
+                .iter()
+                .map(|r| {
+                    let details = json!({ "alg": r.alg.as_str(), "replaced": r.retired });
+                    let action = Action::SigningKeyRotated;
+                    key_event(now, action, actor.clone(), &r.current, details)
+                })
+                .collect())
         })
         .await?;
         Ok(rotations)
@@ -246,7 +275,7 @@ impl Keyring {
     /// Every change to the keyring also drops the keys no server can need.
     async fn update(
         &self,
-        change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<()>,
+        change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<Vec<Event>>,
     ) -> anyhow::Result<()> {
         self.store
             .update(|stored, now| {
@@ -257,6 +286,17 @@ impl Keyring {
     }
 }
 
+/// An event about the signing key `kid`.
+fn key_event(
+    at: DateTime<Utc>,
+    action: Action,
+    actor: Actor,
+    kid: &str,
+    details: serde_json::Value,
+) -> Event {
+    Event::at(at, action, actor, Some(Target::signing_key(kid)), details)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,16 +304,19 @@ mod tests {
 
     use crate::config::JwtAlg;
 
-    fn keyring(dir: &Path, alg: JwtAlg) -> Keyring {
+    /// The keyring file of `dir`, recording its changes in the SQLite
+    /// database there, as a server on that data directory does.
+    async fn keyring(dir: &Path, alg: JwtAlg) -> Keyring {
         let mut config = Config::new(dir);
         config.jwt_alg = alg;
-        Keyring::in_file(&config)
+        let db = crate::open_db(&config).await.unwrap();
+        Keyring::in_file(&config, &db)
     }
 
     #[tokio::test]
     async fn a_generated_key_is_kept_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ring = keyring(dir.path(), JwtAlg::EdDsa);
+        let mut ring = keyring(dir.path(), JwtAlg::EdDsa).await;
         let first = ring.load_or_create().await.unwrap();
         assert_eq!(first.current.alg(), SigningAlg::EdDSA);
         assert!(first.previous.is_empty());
@@ -307,8 +350,8 @@ mod tests {
         )
         .unwrap();
 
-        let ring = keyring(dir.path(), JwtAlg::EdDsa);
-        let rotations = ring.rotate().await.unwrap();
+        let ring = keyring(dir.path(), JwtAlg::EdDsa).await;
+        let rotations = ring.rotate(Actor::cli()).await.unwrap();
         assert_eq!(rotations[0].retired, vec![replaced.clone()]);
         let (stored, _) = ring.store.read().await.unwrap().unwrap();
         let kept: Vec<_> = stored.keys.into_iter().map(|k| k.kid).collect();
@@ -320,16 +363,19 @@ mod tests {
     async fn each_algorithm_has_its_own_current_key() {
         let dir = tempfile::tempdir().unwrap();
         let hs = keyring(dir.path(), JwtAlg::Hs256)
+            .await
             .load_or_create()
             .await
             .unwrap();
         let ed = keyring(dir.path(), JwtAlg::EdDsa)
+            .await
             .load_or_create()
             .await
             .unwrap();
         assert_eq!(hs.current.alg(), SigningAlg::HS256);
         assert_eq!(ed.current.alg(), SigningAlg::EdDSA);
         let hs_again = keyring(dir.path(), JwtAlg::Hs256)
+            .await
             .load_or_create()
             .await
             .unwrap();

@@ -73,16 +73,19 @@ impl StoredKeyring {
     }
 
     /// Adds a current key of `alg` if there is none (first start, or a change
-    /// of algorithm).
+    /// of algorithm); tells the id of the key it made, if it made one.
     pub(super) fn ensure_current(
         &mut self,
         alg: SigningAlg,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        if self.current(alg).is_none() {
-            self.add(SigningKey::generate(alg)?, now);
+    ) -> anyhow::Result<Option<String>> {
+        if self.current(alg).is_some() {
+            return Ok(None);
         }
-        Ok(())
+        let key = SigningKey::generate(alg)?;
+        let kid = key.kid().to_owned();
+        self.add(key, now);
+        Ok(Some(kid))
     }
 
     /// Makes a new key current for every algorithm that has one (so a

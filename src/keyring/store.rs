@@ -7,9 +7,14 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::{database::DatabaseStore, file::FileStore, policy::StoredKeyring};
+use crate::{
+    db::{self, Db},
+    domain::audit::Event,
+};
 
 pub(super) enum Store {
-    File(FileStore),
+    /// The file, and the database its changes are recorded in.
+    File(FileStore, Db),
     Database(DatabaseStore),
 }
 
@@ -34,24 +39,37 @@ impl Store {
 
     async fn stored_bytes(&self) -> anyhow::Result<Option<Vec<u8>>> {
         match self {
-            Store::File(file) => file.bytes().await,
+            Store::File(file, _) => file.bytes().await,
             Store::Database(database) => database.bytes().await,
         }
     }
 
     pub(super) fn decode(&self, bytes: &[u8]) -> anyhow::Result<StoredKeyring> {
         match self {
-            Store::File(file) => file.decode(bytes),
+            Store::File(file, _) => file.decode(bytes),
             Store::Database(database) => database.decode(bytes),
         }
     }
 
+    /// Changes the keyring and records the events `change` tells of: in the
+    /// database's transaction, or, for a file, once the file is durably
+    /// replaced (a file cannot share a transaction).
     pub(super) async fn update(
         &self,
-        change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<()>,
+        change: impl FnOnce(&mut StoredKeyring, DateTime<Utc>) -> anyhow::Result<Vec<Event>>,
     ) -> anyhow::Result<()> {
         match self {
-            Store::File(file) => file.update(change),
+            Store::File(file, audit) => {
+                let events = file.update(change)?;
+                db::audit::record_all(audit, &events)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "{} was changed, but the audit log could not record it",
+                            file.path().display()
+                        )
+                    })
+            }
             Store::Database(database) => database.update(change).await,
         }
     }

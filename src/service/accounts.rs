@@ -13,6 +13,7 @@ use crate::{
         Db,
     },
     domain::{
+        audit::{self, Action, Actor, Event, Failure, Limit, LoginFailure, Target},
         scopes::{Role, Scope},
         tokens::Claims,
         users::{Email, Password},
@@ -47,32 +48,50 @@ pub async fn register(
     state
         .throttle
         .registration(client)
+        .map_err(state.failures.refused(client, Limit::Registrations, None))
         .map_err(Error::Throttled)?;
-    insert(&state.db, &state.argon2, email, password, Role::User).await
+    let actor = Actor::anonymous(client);
+    insert(&state.db, &state.argon2, email, password, Role::User, actor).await
 }
 
 /// An account made from the command line, whose hash is the only one this
 /// process runs.
 pub async fn create(db: &Db, email: &str, password: String, role: Role) -> Result<User, Error> {
-    insert(db, &Argon2Queue::new(0), email, password, role).await
+    insert(
+        db,
+        &Argon2Queue::new(0),
+        email,
+        password,
+        role,
+        Actor::cli(),
+    )
+    .await
 }
 
 /// Validates the email and password together (so every bad field is
 /// reported at once), hashes the password with argon2id off the async
-/// workers, and stores the account.
+/// workers, and stores the account with the event of `actor` making it.
 async fn insert(
     db: &Db,
     argon2: &Argon2Queue,
     email: &str,
     password: String,
     role: Role,
+    actor: Actor,
 ) -> Result<User, Error> {
     let email = Email::parse(email).map_err(|m| FieldError::new("email", m));
     let password = Password::parse_new(password).map_err(|m| FieldError::new("password", m));
     let (email, password) = error::both(email, password)?;
     let hash = queued(argon2.run(move || password.hash()).await)?
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
-    db::users::insert(db, &email, &hash, role)
+    let id = Uuid::now_v7();
+    let event = Event::now(
+        Action::UserRegistered,
+        actor,
+        Some(Target::user(id)),
+        audit::registered(role),
+    );
+    db::users::insert(db, id, &email, &hash, role, &event)
         .await
         .map_err(|e| match e {
             InsertUserError::EmailTaken => {
@@ -185,9 +204,14 @@ pub async fn current(db: &Db, claims: &Claims) -> Result<User, Error> {
 
 /// `POST /me/sign-out`: every token of the caller's account issued so far
 /// stops working, on every instance.
-pub async fn sign_out(state: &AppState, claims: &Claims) -> Result<(), Error> {
+pub async fn sign_out(
+    state: &AppState,
+    claims: &Claims,
+    client: ClientAddress,
+) -> Result<(), Error> {
     let lifetime = state.revocations.lifetime();
-    let change = db::changes::sign_out(&state.db, claims.user_id, lifetime).await?;
+    let event = own_event(Action::UserSignedOut, claims, client);
+    let change = db::changes::sign_out(&state.db, claims.user_id, lifetime, &event).await?;
     state.revocations.committed(vec![change]).await;
     state.metrics.revocation(Revocation::SignOut);
     Ok(())
@@ -214,12 +238,23 @@ pub async fn change_password(
         .await?
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
     let lifetime = state.revocations.lifetime();
-    let change = db::users::set_password(&state.db, claims.user_id, &hash, lifetime)
+    let event = own_event(Action::UserPasswordChanged, claims, client);
+    let change = db::users::set_password(&state.db, claims.user_id, &hash, lifetime, &event)
         .await?
         .ok_or(DISABLED)?;
     state.revocations.committed(vec![change]).await;
     state.metrics.revocation(Revocation::PasswordChange);
     Ok(())
+}
+
+/// An event of a token's holder about their own account.
+fn own_event(action: Action, claims: &Claims, client: ClientAddress) -> Event {
+    Event::now(
+        action,
+        Actor::holder(claims, client),
+        Some(Target::user(claims.user_id)),
+        serde_json::json!({}),
+    )
 }
 
 const DISABLED: Error =
@@ -243,9 +278,13 @@ async fn verify_current_password(
         _ => return Err(DISABLED),
     };
     let account = Account::named(&login.user.email);
+    let refused = state
+        .failures
+        .refused(client, Limit::LoginFailures, Some(user_id));
     state
         .throttle
         .check_login(account, client)
+        .map_err(refused)
         .map_err(Error::Throttled)?;
     let stored = login.password_hash;
     if with_argon2(state, move || offered.verify(Some(&stored))).await? {
@@ -253,6 +292,8 @@ async fn verify_current_password(
         Ok(())
     } else {
         state.throttle.login_failed(account, client);
+        let failure = Failure::login(LoginFailure::WrongCurrentPassword, Some(user_id));
+        state.failures.failed(client, failure);
         Err(Error::invalid(
             "current_password",
             "is not this account's password",

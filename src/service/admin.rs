@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{
     accounts,
-    keys::{self, Owner},
+    keys::{self, Revoker},
 };
 use crate::{
     db::{
@@ -14,6 +14,7 @@ use crate::{
         users::{UpdateUserError, User},
     },
     domain::{
+        audit::{self, Action, Actor, Event, Target},
         pages::{paginate, Cursor, Limit},
         revocation::ChangeKind,
         scopes::Role,
@@ -22,6 +23,7 @@ use crate::{
     error::Error,
     state::AppState,
     telemetry::metrics::Revocation,
+    throttle::ClientAddress,
 };
 
 const NO_SUCH_USER: Error = Error::NotFound(std::borrow::Cow::Borrowed(
@@ -45,13 +47,24 @@ pub async fn list_users(
 pub async fn update_user(
     state: &AppState,
     claims: &Claims,
+    client: ClientAddress,
     id: Uuid,
     role: Option<Role>,
     disabled: Option<bool>,
 ) -> Result<User, Error> {
     accounts::current_admin(&state.db, claims).await?;
     let lifetime = state.revocations.lifetime();
-    let (user, changes) = db::users::update_access(&state.db, id, role, disabled, lifetime)
+    let event = |before: &User, after: &User| {
+        let details = audit::updated((before.role, before.disabled), (after.role, after.disabled))?;
+        let actor = Actor::holder(claims, client);
+        Some(Event::now(
+            Action::UserUpdated,
+            actor,
+            Some(Target::user(id)),
+            details,
+        ))
+    };
+    let (user, changes) = db::users::update_access(&state.db, id, role, disabled, lifetime, event)
         .await
         .map_err(|e| match e {
             UpdateUserError::NotFound => NO_SUCH_USER,
@@ -86,7 +99,12 @@ pub async fn user_keys(
 }
 
 /// Revokes anyone's key.
-pub async fn revoke_key(state: &AppState, claims: &Claims, id: Uuid) -> Result<(), Error> {
+pub async fn revoke_key(
+    state: &AppState,
+    claims: &Claims,
+    client: ClientAddress,
+    id: Uuid,
+) -> Result<(), Error> {
     accounts::current_admin(&state.db, claims).await?;
-    keys::revoke(state, id, Owner::Anyone).await
+    keys::revoke(state, id, Revoker::Admin, Actor::holder(claims, client)).await
 }

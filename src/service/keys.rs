@@ -11,6 +11,7 @@ use crate::{
         keys::{Inserted, Key, Revoked},
     },
     domain::{
+        audit::{self, Action, Actor, Event, RevokedBy, Target},
         keys::ApiKey,
         new_key::{self, Creator, KeyRequest},
         pages::{paginate, Cursor, Limit},
@@ -19,6 +20,7 @@ use crate::{
     error::Error,
     state::AppState,
     telemetry::metrics::Revocation,
+    throttle::ClientAddress,
 };
 
 pub const NO_SUCH_KEY: Error = Error::NotFound(std::borrow::Cow::Borrowed(
@@ -40,6 +42,7 @@ pub async fn create(
     state: &AppState,
     claims: &Claims,
     request: KeyRequest,
+    client: ClientAddress,
 ) -> Result<Created, Error> {
     let owner = accounts::current(&state.db, claims).await?;
     let now = db::now();
@@ -51,9 +54,21 @@ pub async fn create(
     let valid = new_key::validate(request, creator, now)?;
     let key = ApiKey::generate();
     let max = state.limits.max_keys_per_user;
+    let id = Uuid::now_v7();
+    let event = Event::now(
+        Action::KeyCreated,
+        Actor::holder(claims, client),
+        Some(Target::key(id, owner.id)),
+        serde_json::json!({
+            "name": valid.name,
+            "scopes": valid.scopes.names(),
+            "expires_at": valid.expires_at,
+        }),
+    );
     let inserted = db::keys::insert(
         &state.db,
         db::keys::NewKey {
+            id,
             user_id: owner.id,
             name: &valid.name,
             hash: key.hash(),
@@ -62,6 +77,7 @@ pub async fn create(
             expires_at: valid.expires_at,
         },
         max,
+        &event,
     )
     .await?;
     match inserted {
@@ -111,23 +127,52 @@ pub async fn page(
     Ok(paginate(rows, limit, |k| k.id))
 }
 
-/// Whose key may be revoked.
-#[derive(Clone, Copy)]
-pub enum Owner {
-    /// Only this user's (`DELETE /keys/{id}`).
-    User(Uuid),
-    /// Anyone's (an admin's `DELETE /admin/keys/{id}`).
-    Anyone,
+/// `DELETE /keys/{id}`: one of the caller's keys.
+pub async fn revoke_own(
+    state: &AppState,
+    claims: &Claims,
+    client: ClientAddress,
+    id: Uuid,
+) -> Result<(), Error> {
+    let actor = Actor::holder(claims, client);
+    revoke(state, id, Revoker::Owner(claims.user_id), actor).await
 }
 
-/// Revokes a key, keeping its record, and ends its live tokens; revoking it
-/// again changes nothing.
-pub async fn revoke(state: &AppState, id: Uuid, owner: Owner) -> Result<(), Error> {
-    let owner = match owner {
-        Owner::User(user) => Some(user),
-        Owner::Anyone => None,
+/// Who revokes a key, and so whose key it may be.
+#[derive(Clone, Copy)]
+pub enum Revoker {
+    /// Only this user's (`DELETE /keys/{id}`).
+    Owner(Uuid),
+    /// Anyone's (`DELETE /admin/keys/{id}`).
+    Admin,
+    /// Whoever holds the key (`POST /auth/revoke`).
+    Holder,
+}
+
+/// Revokes a key, keeping its record, and ends its live tokens, recording
+/// that `actor` did; revoking it again changes nothing.
+pub async fn revoke(
+    state: &AppState,
+    id: Uuid,
+    revoker: Revoker,
+    actor: Actor,
+) -> Result<(), Error> {
+    let (owner, by) = match revoker {
+        Revoker::Owner(user) => (Some(user), RevokedBy::Owner),
+        Revoker::Admin => (None, RevokedBy::Admin),
+        Revoker::Holder => (None, RevokedBy::Holder),
     };
-    match db::keys::revoke(&state.db, id, owner, state.revocations.lifetime()).await? {
+    let event = |owner| {
+        let target = Some(Target::key(id, owner));
+        Event::now(
+            Action::KeyRevoked,
+            actor,
+            target,
+            audit::key_revoked(by, owner),
+        )
+    };
+    let lifetime = state.revocations.lifetime();
+    match db::keys::revoke(&state.db, id, owner, lifetime, event).await? {
         Revoked::Now(change) => {
             state.revocations.committed(vec![change]).await;
             state.metrics.revocation(Revocation::Key);

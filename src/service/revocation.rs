@@ -2,12 +2,16 @@
 //! `/auth/introspect` do with the token they are given.
 
 use super::{
-    keys::{self, Owner},
+    keys::{self, Revoker},
     token::{self, ExchangeError},
 };
 use crate::{
     db,
-    domain::{keys::ApiKey, tokens::Claims},
+    domain::{
+        audit::{self, Action, Actor, Event, ExchangeFailure, Failure, Limit, Target},
+        keys::ApiKey,
+        tokens::Claims,
+    },
     error::Error,
     revocations::{Refusal, TOKEN_REVOCATIONS_PER_ACCOUNT},
     state::AppState,
@@ -20,22 +24,35 @@ use crate::{
 /// this server is left alone: RFC 7009 §2.2 answers the same either way, so
 /// the endpoint tells nobody whether a guess was right. A key that is not
 /// found counts as a failed client authentication of `address`, and an
-/// address over that budget is refused before a key is looked up.
+/// address over that budget is refused before a key is looked up. Whoever
+/// holds a token or key acts as its owner in the audit log.
 pub async fn revoke(state: &AppState, token: &str, address: ClientAddress) -> Result<(), Error> {
     if let Ok(key) = ApiKey::parse(token) {
+        let throttled = || state.failures.refused(address, Limit::KeyFailures, None);
         state
             .throttle
             .check_key(address)
+            .map_err(throttled())
             .map_err(Error::Throttled)?;
-        match db::keys::find_by_hash(&state.db, &key.hash()).await? {
-            Some((key_id, _owner)) => match keys::revoke(state, key_id, Owner::Anyone).await {
-                Ok(()) | Err(Error::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            },
-            None => state
-                .throttle
-                .key_failed(address)
-                .map_err(Error::Throttled)?,
+        let hash = key.hash();
+        match db::keys::find_by_hash(&state.db, &hash).await? {
+            Some((key_id, owner)) => {
+                let holder = Actor::key_holder(key_id, owner, address);
+                match keys::revoke(state, key_id, Revoker::Holder, holder).await {
+                    Ok(()) | Err(Error::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            None => {
+                let fingerprint = Some(hash.fingerprint());
+                let failure = Failure::exchange(ExchangeFailure::UnknownKey, None, fingerprint);
+                state.failures.failed(address, failure);
+                state
+                    .throttle
+                    .key_failed(address)
+                    .map_err(throttled())
+                    .map_err(Error::Throttled)?;
+            }
         }
         return Ok(());
     }
@@ -45,12 +62,21 @@ pub async fn revoke(state: &AppState, token: &str, address: ClientAddress) -> Re
     if state.revocations.check(&claims) == Err(Refusal::Revoked) {
         return Ok(());
     }
+    let event = |whole_account| {
+        Event::now(
+            Action::TokenRevoked,
+            Actor::holder(&claims, address),
+            Some(Target::token(claims.jti, claims.user_id)),
+            audit::token_revoked(whole_account),
+        )
+    };
     let change = db::changes::revoke_token(
         &state.db,
         claims.user_id,
         claims.jti,
         state.revocations.lifetime(),
         TOKEN_REVOCATIONS_PER_ACCOUNT,
+        event,
     )
     .await?;
     state.revocations.committed(vec![change]).await;

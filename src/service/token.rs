@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::{
     db::{self, keys::KeyOwner},
     domain::{
+        audit::{ExchangeFailure, Failure, Limit, LoginFailure},
         grants::{self, GrantError, KeyState},
         keys::ApiKey,
         scopes::Scopes,
@@ -92,7 +93,8 @@ pub struct Exchanged {
 /// a client.
 ///
 /// An address over its budget of failed authentications is refused before
-/// anything else, whatever key it sends; its failures are what count.
+/// anything else, whatever key it sends; its failures are what count. Each
+/// failure, and each refusal, is tallied for the audit log.
 pub async fn authenticate(
     state: &AppState,
     secret: &str,
@@ -100,16 +102,39 @@ pub async fn authenticate(
     now: DateTime<Utc>,
     address: ClientAddress,
 ) -> Result<(KeyOwner, KeyState), ExchangeError> {
+    let throttled = || state.failures.refused(address, Limit::KeyFailures, None);
     state
         .throttle
         .check_key(address)
+        .map_err(throttled())
         .map_err(ExchangeError::Throttled)?;
     match key_client(state, secret, client_id, now).await {
-        Err(ExchangeError::InvalidClient(why)) => Err(match state.throttle.key_failed(address) {
-            Ok(()) => ExchangeError::InvalidClient(why),
-            Err(throttled) => ExchangeError::Throttled(throttled),
-        }),
-        outcome => outcome,
+        Ok(client) => Ok(client),
+        Err(KeyRefusal::Client(why, failure)) => {
+            state.failures.failed(address, failure);
+            state
+                .throttle
+                .key_failed(address)
+                .map_err(throttled())
+                .map_err(ExchangeError::Throttled)?;
+            Err(ExchangeError::InvalidClient(why))
+        }
+        Err(KeyRefusal::Other(e)) => Err(e),
+    }
+}
+
+/// Why a key is not a client.
+enum KeyRefusal {
+    /// It failed to authenticate: `invalid_client`, with what the audit log
+    /// tallies of it.
+    Client(String, Failure),
+    /// It could not be checked.
+    Other(ExchangeError),
+}
+
+impl<E: Into<ExchangeError>> From<E> for KeyRefusal {
+    fn from(e: E) -> Self {
+        KeyRefusal::Other(e.into())
     }
 }
 
@@ -118,22 +143,28 @@ async fn key_client(
     secret: &str,
     client_id: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(KeyOwner, KeyState), ExchangeError> {
+) -> Result<(KeyOwner, KeyState), KeyRefusal> {
+    let refused = |why: String, failure, key, fingerprint| {
+        KeyRefusal::Client(why, Failure::exchange(failure, key, fingerprint))
+    };
     let key = ApiKey::parse(secret).map_err(|e| {
-        ExchangeError::InvalidClient(format!("client_secret is not a valid API key: {e}"))
+        let why = format!("client_secret is not a valid API key: {e}");
+        refused(why, ExchangeFailure::MalformedKey, None, None)
     })?;
-    let owner = db::keys::find_for_exchange(&state.db, &key.hash())
+    let hash = key.hash();
+    let owner = db::keys::find_for_exchange(&state.db, &hash)
         .await?
         .ok_or_else(|| {
-            ExchangeError::InvalidClient(
-                "no such API key; it may have been deleted or never existed".into(),
-            )
+            let why = "no such API key; it may have been deleted or never existed".into();
+            let fingerprint = Some(hash.fingerprint());
+            refused(why, ExchangeFailure::UnknownKey, None, fingerprint)
         })?;
+    let known = Some((owner.key_id, owner.user_id));
     if let Some(client_id) = client_id {
         if Uuid::parse_str(client_id).ok() != Some(owner.key_id) {
-            return Err(ExchangeError::InvalidClient(
-                "client_id does not match the key; send the key's id or leave client_id out".into(),
-            ));
+            let why =
+                "client_id does not match the key; send the key's id or leave client_id out".into();
+            return Err(refused(why, ExchangeFailure::WrongClientId, known, None));
         }
     }
     let key_state = KeyState {
@@ -143,7 +174,15 @@ async fn key_client(
         role: owner.role,
         disabled: owner.disabled,
     };
-    grants::for_key(&key_state, None, now).map_err(grant_error_for_client)?;
+    if let Err(e) = grants::for_key(&key_state, None, now) {
+        let failure = match e {
+            GrantError::Revoked => ExchangeFailure::RevokedKey,
+            GrantError::Expired => ExchangeFailure::ExpiredKey,
+            GrantError::Disabled => ExchangeFailure::DisabledOwner,
+            GrantError::ScopeNotAllowed(_) => return Err(grant_error_for_client(e).into()),
+        };
+        return Err(refused(e.to_string(), failure, known, None));
+    }
     Ok((owner, key_state))
 }
 
@@ -194,6 +233,7 @@ pub async fn with_password(
     state
         .throttle
         .check_login(account, address)
+        .map_err(state.failures.refused(address, Limit::LoginFailures, None))
         .map_err(ExchangeError::Throttled)?;
     let now = db::now();
     let login = match Email::parse(username) {
@@ -221,8 +261,18 @@ pub async fn with_password(
             state.throttle.login_succeeded(account, address);
             login.user
         }
-        _ => {
+        // What was typed as the email of an unknown account is not kept:
+        // people type their password there.
+        failed => {
             state.throttle.login_failed(account, address);
+            let failure = match failed {
+                None => Failure::login(LoginFailure::UnknownAccount, None),
+                Some(login) if login.user.disabled => {
+                    Failure::login(LoginFailure::DisabledAccount, Some(login.user.id))
+                }
+                Some(login) => Failure::login(LoginFailure::WrongPassword, Some(login.user.id)),
+            };
+            state.failures.failed(address, failure);
             return Err(ExchangeError::InvalidGrant(WRONG.into()));
         }
     };

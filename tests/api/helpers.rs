@@ -11,6 +11,7 @@ use std::{
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use latchkey::{
+    audit::failures::Failures,
     config::Config,
     db::{Backend, Db},
     domain::scopes::Role,
@@ -214,6 +215,8 @@ pub struct TestApp {
     pub revocations: Arc<Revocations>,
     /// The server's argon2 queue.
     pub argon2: Arc<Argon2Queue>,
+    /// The failures the server has tallied for its audit log.
+    pub failures: Arc<Failures>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     pub dir: TempDir,
@@ -313,6 +316,7 @@ async fn start(config: Config, database: TestDatabase, dir: TempDir) -> TestApp 
     let server_db = app.db();
     let revocations = app.revocations();
     let argon2 = app.argon2();
+    let failures = app.audit_failures();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -336,6 +340,7 @@ async fn start(config: Config, database: TestDatabase, dir: TempDir) -> TestApp 
         database,
         revocations,
         argon2,
+        failures,
         stop: Some(stop),
         server: Some(server),
         dir,
@@ -409,6 +414,24 @@ impl TestApp {
             TestDatabase::Postgres(db) => {
                 let mut conn = PgConnection::connect(&db.url).await.unwrap();
                 sqlx::query(sql).bind(id).execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+
+    /// Runs statements on the database directly, bypassing the server: on
+    /// PostgreSQL several at once, separated by `;`.
+    pub async fn execute_script(&self, sql: &str) {
+        match &self.database {
+            TestDatabase::Sqlite(path) => {
+                let options = SqliteConnectOptions::new().filename(path);
+                let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                    .await
+                    .unwrap();
+                conn.execute(sql).await.unwrap();
+            }
+            TestDatabase::Postgres(db) => {
+                let mut conn = PgConnection::connect(&db.url).await.unwrap();
+                conn.execute(sql).await.unwrap();
             }
         }
     }
@@ -753,6 +776,23 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `POST /me/sign-out` with `token`.
+    pub async fn sign_out(&self, token: &str) -> Response {
+        self.request(Method::POST, "/me/sign-out", Some(token))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /auth/revoke` of `token` (an access token or an API key).
+    pub async fn revoke_at_endpoint(&self, token: &str) -> Response {
+        self.request(Method::POST, "/auth/revoke", None)
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A new user's login token, with every scope of the `user` role
     /// (`todos:read todos:write keys:manage`).
     pub async fn user_token(&self) -> String {
@@ -1034,6 +1074,52 @@ pub async fn holder(app: &TestApp) -> Holder {
 /// How long another instance may take to learn a change: it reloads twice a
 /// second; a busy CI machine gets the rest.
 pub const ELSEWHERE: Duration = Duration::from_secs(5);
+
+// ---- the audit log ----
+
+impl TestApp {
+    /// Writes the failures the server has tallied so far, as its next flush
+    /// would, so that a test need not wait for it.
+    pub async fn flush_audit(&self) {
+        self.failures
+            .flush(&self.server_db)
+            .await
+            .expect("the tallied failures are written");
+    }
+
+    /// The events of a page of `path` (`/me/audit` or `/admin/audit`, with
+    /// its query), asserting a 200.
+    pub async fn audit_events(&self, token: &str, path: &str) -> Vec<Value> {
+        let resp = self.get(token, path).await;
+        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+        let page: Value = resp.json().await.unwrap();
+        page["items"].as_array().expect("a page has items").clone()
+    }
+
+    /// Every event stored, newest first, read through the admin's route.
+    pub async fn all_events(&self, admin_token: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut path = "/admin/audit?limit=100".to_owned();
+        loop {
+            let resp = self.get(admin_token, &path).await;
+            assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+            let page: Value = resp.json().await.unwrap();
+            events.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(cursor) => path = format!("/admin/audit?limit=100&cursor={cursor}"),
+                None => return events,
+            }
+        }
+    }
+}
+
+/// The actions of `events`, in their order.
+pub fn actions(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect()
+}
 
 // ---- todos ----
 

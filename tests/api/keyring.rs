@@ -16,7 +16,10 @@ use base64::{
 use latchkey::{
     config::{Config, JwtAlg},
     db::{Backend, Db, Location},
-    domain::signing::{SigningAlg, SigningKey},
+    domain::{
+        audit::Actor,
+        signing::{SigningAlg, SigningKey},
+    },
     keyring::{self, Keyring, KeyringSecret, Listed, SigningKeyState},
 };
 use reqwest::StatusCode;
@@ -276,7 +279,7 @@ async fn a_rotation_racing_a_start_loses_neither_key() {
         spawn_app_on_database(&database, |c| c.jwt_alg = JwtAlg::EdDsa).await
     });
     let (rotations, ()) = tokio::join!(
-        rotating.rotate(),
+        rotating.rotate(Actor::cli()),
         release_together(&first.database, 2, &mut locker)
     );
     let eddsa = eddsa.await.unwrap();
@@ -674,7 +677,12 @@ async fn the_first_instance_on_a_database_without_a_keyring_brings_its_file_s_ke
     let mut kids = Vec::new();
     for dir in [&before, &other] {
         let config = Config::new(dir.path());
-        let keys = Keyring::in_file(&config).load_or_create().await.unwrap();
+        let db = latchkey::open_db(&config).await.unwrap();
+        let keys = Keyring::in_file(&config, &db)
+            .load_or_create()
+            .await
+            .unwrap();
+        db.close().await;
         kids.push(keys.current.kid().to_owned());
     }
 

@@ -4,6 +4,7 @@
 //! its own made there, and drives it over HTTP as a client would.
 
 mod admin;
+mod audit;
 mod backup;
 mod caps;
 mod connections;

@@ -98,6 +98,18 @@ type KeyRow = (
 );
 type TodoRow = (Uuid, Uuid, String, bool, DateTime<Utc>, DateTime<Utc>);
 type ChangeRow = (i64, String, Uuid, Option<Uuid>, i64, i64);
+type EventRow = (
+    Uuid,
+    DateTime<Utc>,
+    String,
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Uuid>,
+    String,
+);
 
 /// Every column of every row the copy carries, in key order.
 #[derive(Debug, PartialEq)]
@@ -106,15 +118,17 @@ struct Tables {
     keys: Vec<KeyRow>,
     todos: Vec<TodoRow>,
     changes: Vec<ChangeRow>,
+    events: Vec<EventRow>,
 }
 
 impl Tables {
-    fn counts(&self) -> [usize; 4] {
+    fn counts(&self) -> [usize; 5] {
         [
             self.users.len(),
             self.keys.len(),
             self.todos.len(),
             self.changes.len(),
+            self.events.len(),
         ]
     }
 }
@@ -143,6 +157,14 @@ async fn tables(sql: &Sql) -> Tables {
         .unwrap(),
         changes: sqlx::query_as(
             "SELECT seq, kind, user_id, subject, at_ms, until_ms FROM access_changes ORDER BY seq"
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap(),
+        events: sqlx::query_as(
+            "SELECT id, at, action, actor_user_id, actor_client_id, actor_address, target_type,
+                    target_id, target_user_id, details
+             FROM audit_events ORDER BY id"
         )
         .fetch_all(pool)
         .await
@@ -181,13 +203,13 @@ async fn keys_once_used(app: &TestApp, token: &str, used: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_data_directory_moved_to_postgresql_keeps_every_key_login_todo_and_revocation() {
+async fn a_data_directory_moved_to_postgresql_keeps_every_key_login_todo_revocation_and_event() {
     if skipped_unless(Backend::Postgres, "the copy's target is PostgreSQL") {
         return;
     }
     // Arrange: on SQLite, accounts with keys of every kind (used, expiring
-    // later with microseconds, narrowed, revoked), todos, a disabled account
-    // and a sign-out.
+    // later with microseconds, narrowed, revoked), todos, a disabled account,
+    // a sign-out, and the audit events of all of it.
     let mut app = spawn_sqlite_app_with(|c| c.issuer = Some(ISSUER.into())).await;
     let admin = app.admin().await;
     let ada = TestUser::generate().register(&app).await;
@@ -235,6 +257,11 @@ async fn a_data_directory_moved_to_postgresql_keeps_every_key_login_todo_and_rev
     let carol_key = app
         .create_key(&carol.login(&app).await, json!({ "name": "cron" }))
         .await;
+    // A failed login, tallied for the audit log and written at the stop.
+    let wrong = app
+        .login_response(&carol.email, "not carol's password")
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
     let disabled = app
         .patch(
             &admin.token,
@@ -258,7 +285,7 @@ async fn a_data_directory_moved_to_postgresql_keeps_every_key_login_todo_and_rev
     app.stop().await;
     let source = Sql::open(&app.database).await;
     let copied = tables(&source).await;
-    assert_eq!(copied.counts(), [4, 5, 4, 3]);
+    assert_eq!(copied.counts(), [4, 5, 4, 3, 14]);
 
     // Act
     let target = Arc::new(PgDatabase::create(&postgres_server().unwrap()).await);
@@ -268,7 +295,7 @@ async fn a_data_directory_moved_to_postgresql_keeps_every_key_login_todo_and_rev
     let stdout = succeeded(&out);
     assert!(
         stdout
-            .contains("copied 4 accounts, 5 API keys, 4 todos and 3 revocation feed entries from "),
+            .contains("copied 4 accounts, 5 API keys, 4 todos, 3 revocation feed entries and 14 audit events from "),
         "{stdout}"
     );
     assert!(
@@ -533,7 +560,8 @@ async fn migrate_refuses_a_postgresql_database_that_holds_an_account_or_a_keyrin
         ),
         "{stderr}"
     );
-    assert_eq!(tables(&started.sql).await.counts(), [0, 0, 0, 0]);
+    // The instance recorded the keyring it made, and nothing was added.
+    assert_eq!(tables(&started.sql).await.counts(), [0, 0, 0, 0, 1]);
     assert_eq!(started.stored_keyring().await, keyring);
 }
 
@@ -699,6 +727,14 @@ async fn fill(app: &TestApp, user: Uuid, unstorable_title: bool) {
              SELECT 'token_revoked', $1, randomblob(16), n, n + 65000 FROM {}",
             rows(1100)
         ),
+        format!(
+            "INSERT INTO audit_events (id, at, action, actor_address, target_type, target_id,
+                                       target_user_id, details)
+             SELECT randomblob(16), {now}, 'login.failed', '192.0.2.' || (n % 250), 'user',
+                    lower(hex($1)), $1, '{{\"count\":' || n || '}}'
+             FROM {}",
+            rows(1200)
+        ),
     ] {
         sqlx::query(&insert)
             .bind(user)
@@ -747,7 +783,7 @@ async fn a_copy_that_fails_part_way_leaves_the_target_empty_and_one_that_succeed
     // none of them is left.
     let stderr = failed(&out);
     assert!(stderr.contains("copying the todos"), "{stderr}");
-    assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0]);
+    assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0, 0]);
 
     assert!(!holds_a_keyring(&on_target).await);
 
@@ -761,7 +797,7 @@ async fn a_copy_that_fails_part_way_leaves_the_target_empty_and_one_that_succeed
     // before the copy begins.
     let stderr = failed(&out);
     assert!(stderr.contains("copying the signing keyring"), "{stderr}");
-    assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0]);
+    assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0, 0]);
     assert!(!holds_a_keyring(&on_target).await);
 
     // Act: the keyring mended, the same copy again.
@@ -772,13 +808,14 @@ async fn a_copy_that_fails_part_way_leaves_the_target_empty_and_one_that_succeed
     let stdout = succeeded(&out);
     assert!(
         stdout.contains(
-            "copied 1 account, 1500 API keys, 2500 todos and 1100 revocation feed entries"
+            "copied 1 account, 1500 API keys, 2500 todos, 1100 revocation feed entries and 1202 \
+             audit events"
         ),
         "{stdout}"
     );
     let source = Sql::open(&app.database).await;
     let copied = tables(&source).await;
-    assert_eq!(copied.counts(), [1, 1500, 2500, 1100]);
+    assert_eq!(copied.counts(), [1, 1500, 2500, 1100, 1202]);
     assert_eq!(tables(&on_target).await, copied);
     assert!(holds_a_keyring(&on_target).await);
     source.close().await;
@@ -823,7 +860,7 @@ async fn a_copy_whose_commit_fails_leaves_neither_rows_nor_keyring_and_can_be_ma
     let stderr = failed(&out);
     assert!(stderr.contains("committing the copy"), "{stderr}");
     assert!(stderr.contains("no account commits here"), "{stderr}");
-    assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0]);
+    assert_eq!(tables(&on_target).await.counts(), [0, 0, 0, 0, 0]);
     assert!(!holds_a_keyring(&on_target).await);
 
     // Act: the check gone, the same copy again.

@@ -17,7 +17,7 @@ const METHODS: [&str; 8] = [
 ];
 
 /// Every operation of the design's HTTP contract.
-const CONTRACT: [(&str, &str); 24] = [
+const CONTRACT: [(&str, &str); 26] = [
     ("post", "/users"),
     ("post", "/auth/token"),
     ("post", "/auth/revoke"),
@@ -25,6 +25,7 @@ const CONTRACT: [(&str, &str); 24] = [
     ("get", "/me"),
     ("post", "/me/sign-out"),
     ("put", "/me/password"),
+    ("get", "/me/audit"),
     ("get", "/keys"),
     ("post", "/keys"),
     ("get", "/keys/{id}"),
@@ -38,6 +39,7 @@ const CONTRACT: [(&str, &str); 24] = [
     ("patch", "/admin/users/{id}"),
     ("get", "/admin/users/{id}/keys"),
     ("delete", "/admin/keys/{id}"),
+    ("get", "/admin/audit"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/.well-known/oauth-authorization-server"),

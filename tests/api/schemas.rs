@@ -162,6 +162,25 @@ async fn every_kind_of_response_matches_its_documented_schema() {
     let resp = app.get(&admin.token, "/admin/users").await;
     conforms(&app, Method::GET, "/admin/users", resp).await;
 
+    // The audit log: changes, a tally of failures, and a refused filter.
+    app.flush_audit().await;
+    let resp = app.get(&admin.token, "/admin/audit?limit=100").await;
+    let everything = conforms(&app, Method::GET, "/admin/audit", resp).await;
+    let logged: Vec<&str> = everything["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(logged.contains(&"login.failed"), "{logged:?}");
+    assert!(logged.contains(&"exchange.failed"), "{logged:?}");
+    let resp = app.get(&admin.token, "/admin/audit?action=nope").await;
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    conforms(&app, Method::GET, "/admin/audit", resp).await;
+    let resp = app.get(&token, "/me/audit?limit=1").await;
+    let mine = conforms(&app, Method::GET, "/me/audit", resp).await;
+    assert!(mine["next_cursor"].is_string(), "{mine}");
+
     // Health and discovery.
     for path in [
         "/health",

@@ -307,3 +307,23 @@ fn an_unreachable_postgresql_server_stops_the_start_within_seconds() {
         "the password is printed: {stderr}"
     );
 }
+
+#[test]
+fn an_audit_retention_of_zero_or_of_no_duration_is_refused() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // Act
+    let zero = refused(&data, &["--audit-retention", "0s"]);
+    let from_env = refused_with_env(
+        &data,
+        &[],
+        ("LATCHKEY_AUDIT_RETENTION", std::path::Path::new("forever")),
+    );
+
+    // Assert
+    assert!(zero.contains("--audit-retention"), "{zero}");
+    assert!(zero.contains("longer than zero"), "{zero}");
+    assert!(from_env.contains("--audit-retention"), "{from_env}");
+}

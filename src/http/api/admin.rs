@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use poem::web::Data;
+use poem::{web::Data, Request};
 use poem_openapi::{
     param::{Path, Query},
     payload::Json,
@@ -16,6 +16,7 @@ use crate::{
     },
     http::{
         auth::Auth,
+        client,
         documented::{documented, Failure},
         fields,
         types::{self, KeyPage, RoleName, User},
@@ -148,13 +149,15 @@ impl AdminApi {
     async fn update_user(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &Request,
         auth: Auth,
         id: Path<Uuid>,
         body: Json<UserPatch>,
     ) -> Result<UpdateUserResponse, Failure<UpdateUserErrors>> {
         let claims = auth.require(Scope::Admin)?;
         let role = body.role.map(Into::into);
-        let user = admin::update_user(&state, claims, id.0, role, body.disabled).await?;
+        let client = client::address(req, &state);
+        let user = admin::update_user(&state, claims, client, id.0, role, body.disabled).await?;
         Ok(UpdateUserResponse::Ok(Json(user.into())))
     }
 
@@ -195,11 +198,12 @@ impl AdminApi {
     async fn revoke_any_key(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &Request,
         auth: Auth,
         id: Path<Uuid>,
     ) -> Result<AdminRevokeResponse, Failure<AdminRevokeErrors>> {
         let claims = auth.require(Scope::Admin)?;
-        admin::revoke_key(&state, claims, id.0).await?;
+        admin::revoke_key(&state, claims, client::address(req, &state), id.0).await?;
         Ok(AdminRevokeResponse::Revoked)
     }
 }

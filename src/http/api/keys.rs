@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use poem::web::Data;
+use poem::{web::Data, Request};
 use poem_openapi::{
     param::{Path, Query},
     payload::Json,
@@ -19,11 +19,12 @@ use crate::{
     },
     http::{
         auth::Auth,
+        client,
         documented::{documented, Failure},
         fields,
         types::{self, Key, KeyPage},
     },
-    service::keys::{self, Owner, NO_SUCH_KEY},
+    service::keys::{self, NO_SUCH_KEY},
     state::AppState,
 };
 
@@ -134,11 +135,13 @@ impl KeysApi {
     async fn create_key(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &Request,
         auth: Auth,
         body: Json<NewKey>,
     ) -> Result<CreateKeyResponse, Failure<CreateKeyErrors>> {
         let claims = auth.require(Scope::KeysManage)?;
-        let created = keys::create(&state, claims, body.0.into()).await?;
+        let client = client::address(req, &state);
+        let created = keys::create(&state, claims, body.0.into(), client).await?;
         let location = format!("/keys/{}", created.record.id);
         Ok(CreateKeyResponse::Created(
             Json(CreatedKey {
@@ -197,11 +200,12 @@ impl KeysApi {
     async fn revoke_key(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &Request,
         auth: Auth,
         id: Path<Uuid>,
     ) -> Result<RevokeKeyResponse, Failure<KeyErrors>> {
         let claims = auth.require(Scope::KeysManage)?;
-        keys::revoke(&state, id.0, Owner::User(claims.user_id)).await?;
+        keys::revoke_own(&state, claims, client::address(req, &state), id.0).await?;
         Ok(RevokeKeyResponse::Revoked)
     }
 }

@@ -1,6 +1,7 @@
 //! One `OpenApi` impl per tag.
 
 pub mod admin;
+pub mod audit;
 pub mod discovery;
 pub mod health;
 pub mod keys;
@@ -25,6 +26,8 @@ pub enum ApiTags {
     Todos,
     /// Every account and key (scope `admin`).
     Admin,
+    /// The audit log: your own events, and (scope `admin`) everyone's.
+    Audit,
     /// Liveness and readiness.
     Health,
     /// OAuth 2.0 server metadata and the public keys that verify tokens.

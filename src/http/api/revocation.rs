@@ -407,9 +407,10 @@ impl RevocationApi {
     async fn sign_out(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &Request,
         auth: Auth,
     ) -> Result<SignOutResponse, Failure<SignOutErrors>> {
-        accounts::sign_out(&state, auth.claims()).await?;
+        accounts::sign_out(&state, auth.claims(), client::address(req, &state)).await?;
         Ok(SignOutResponse::SignedOut)
     }
 }
