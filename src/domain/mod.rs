@@ -1,5 +1,6 @@
 //! Types and rules of the product: no HTTP, no SQL.
 
+pub mod argon2id;
 pub mod audit;
 pub mod grants;
 pub mod keys;

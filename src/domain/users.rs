@@ -8,10 +8,9 @@ use std::{
 
 use unicode_normalization::UnicodeNormalization;
 
-use argon2::{
-    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
-    Argon2,
-};
+use argon2::password_hash::PasswordHash;
+
+use super::argon2id;
 
 /// An email address, validated and folded so that two spellings of one
 /// mailbox are one account: lower-cased (`A@x.io` and `a@x.io`),
@@ -97,10 +96,7 @@ impl Password {
 
     /// Slow on purpose: call it from a blocking thread.
     pub fn hash(&self) -> Result<String, argon2::password_hash::Error> {
-        let salt = SaltString::generate(&mut OsRng);
-        Ok(Argon2::default()
-            .hash_password(self.0.as_bytes(), &salt)?
-            .to_string())
+        argon2id::hash(self.0.as_bytes())
     }
 
     /// Slow on purpose: call it from a blocking thread. With no stored hash
@@ -115,9 +111,7 @@ impl Password {
         let Ok(parsed) = PasswordHash::new(hash) else {
             return false;
         };
-        let matches = Argon2::default()
-            .verify_password(self.0.as_bytes(), &parsed)
-            .is_ok();
+        let matches = argon2id::verify(self.0.as_bytes(), &parsed).unwrap_or(false);
         known && matches
     }
 }
