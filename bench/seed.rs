@@ -79,9 +79,10 @@ struct Args {
     /// The account the todos belong to.
     #[arg(long)]
     todo_owner: Option<Uuid>,
-    /// Writes this many well-formed keys that no database holds (one a line) to --unknown-keys-file.
+    /// Well-formed keys, checksum included, that no database holds, for the bad-key client.
     #[arg(long, default_value_t = 0, requires = "unknown_keys_file")]
     unknown_keys: u64,
+    /// Where --unknown-keys go, one a line.
     #[arg(long)]
     unknown_keys_file: Option<PathBuf>,
 }
