@@ -28,12 +28,11 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use latchkey::domain::{
-    keys::{ApiKey, KEY_LEN, PREFIX},
+    keys::ApiKey,
     new_key::DEFAULT_SCOPES,
     scopes::{Role, Scopes},
     users::{Email, Password},
 };
-use rand::{distr::Alphanumeric, Rng};
 use sqlx::{
     postgres::PgPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -215,31 +214,10 @@ fn new_account(keys: u64) -> anyhow::Result<Account> {
         .map(|_| SeedKey {
             id: Uuid::now_v7(),
             user_id: id,
-            key: fast_key(),
+            key: ApiKey::generate_with(&mut rand::rng()),
         })
         .collect();
     Ok(Account { id, email, keys })
-}
-
-/// A key in the server's format, checksum included, drawn from the thread's
-/// CSPRNG: `ApiKey::generate` asks the operating system for every character,
-/// which is right for a key a person will use and slow for a million. The
-/// key is then parsed, so a format the server would refuse stops the seeding.
-fn fast_key() -> ApiKey {
-    const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let random: String = rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(KEY_LEN - PREFIX.len() - 6)
-        .map(char::from)
-        .collect();
-    let mut sum = crc32fast::hash(random.as_bytes());
-    let mut digits = [b'0'; 6];
-    for digit in digits.iter_mut().rev() {
-        *digit = BASE62[(sum % 62) as usize];
-        sum /= 62;
-    }
-    let checksum = std::str::from_utf8(&digits).expect("base62 digits are ASCII");
-    ApiKey::parse(&format!("{PREFIX}{random}{checksum}")).expect("a key in the server's format")
 }
 
 /// The accounts and their keys, in one transaction.
