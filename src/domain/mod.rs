@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod grants;
+pub mod jws;
 pub mod keys;
 pub mod new_key;
 pub mod pages;
