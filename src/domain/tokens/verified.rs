@@ -13,7 +13,7 @@
 //! set's id, and a thread that meets another set (a rotation, or another
 //! server in the same process) empties its cache first, so a key that leaves
 //! takes its tokens' entries with it. What changes with time is checked on
-//! every hit by the caller: expiry here, revocations beside it. The rules
+//! every hit: the expiry by `Tokens::verify`, the revocations by its caller. The rules
 //! about `iat` and `nbf` lying in the future need no second look: a token
 //! that passed them once passes them later.
 
@@ -23,12 +23,13 @@ use quick_cache::{unsync::Cache, Weighter};
 
 use super::Claims;
 
-/// Entries per thread, and the bytes they may take, tokens and claims
-/// counted: enough for the clients one thread sees within a token lifetime
-/// at a few hundred bytes a token, and a bound on what any number of them
-/// can cost (tokens longer than a tenth of it are not kept).
-const ENTRIES: usize = 4096;
+/// The bytes a thread's entries may take, tokens and claims counted, which
+/// bounds what any number of clients can cost: some 6000 tokens of this
+/// server's size (a few hundred bytes). A token longer than a tenth of it is
+/// not kept.
 const BYTES: u64 = 4 << 20;
+/// What the table is first sized for.
+const ENTRIES: usize = 4096;
 
 struct Verified {
     /// The id of the key set the entries were verified with.
