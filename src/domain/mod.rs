@@ -3,6 +3,7 @@
 pub mod argon2id;
 pub mod audit;
 pub mod grants;
+pub mod jws;
 pub mod keys;
 pub mod new_key;
 pub mod pages;

@@ -5,14 +5,17 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use ed25519_dalek::pkcs8::{
     spki::der::pem::LineEnding, DecodePrivateKey, EncodePrivateKey, KeypairBytes,
 };
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{
     jwk::{
         AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, OctetKeyPairParameters,
         OctetKeyPairType, ThumbprintHash,
     },
-    Algorithm, DecodingKey, EncodingKey,
+    Algorithm, DecodingKey,
 };
 use rand::TryRngCore;
+
+use super::jws::SignWith;
 
 /// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
 const MIN_SECRET_BYTES: usize = 32;
@@ -164,10 +167,23 @@ impl SigningKey {
         }
     }
 
-    pub fn encoding_key(&self) -> EncodingKey {
+    /// The private key prepared for signing, once per key set.
+    pub fn sign_with(&self) -> SignWith {
         match &self.material {
-            Material::Hs256(secret) => EncodingKey::from_secret(secret),
-            Material::Ed25519(key) => EncodingKey::from_ed_der(
+            Material::Hs256(secret) => SignWith::Hs256(
+                Hmac::new_from_slice(secret).expect("HMAC takes a key of any length"),
+            ),
+            Material::Ed25519(key) => SignWith::Ed25519(key.clone()),
+        }
+    }
+
+    /// jsonwebtoken's form of the private key, which [`SigningKey::sign_with`]
+    /// signs the same with; kept for the tests that forge tokens.
+    #[cfg(test)]
+    pub fn encoding_key(&self) -> jsonwebtoken::EncodingKey {
+        match &self.material {
+            Material::Hs256(secret) => jsonwebtoken::EncodingKey::from_secret(secret),
+            Material::Ed25519(key) => jsonwebtoken::EncodingKey::from_ed_der(
                 pkcs8_v1(key)
                     .to_pkcs8_der()
                     .expect("an Ed25519 key always encodes")

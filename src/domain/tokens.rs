@@ -5,15 +5,24 @@
 //! without a database. Revocation is checked beside it, also in memory (see
 //! `crate::revocations`).
 
-use std::{sync::Arc, time::Duration};
+mod verified;
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::{de, Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use super::{
+    jws::JwsSigner,
     revocation::{Millis, TokenOrigin},
     scopes::{Role, Scopes},
     signing::{PublicKey, SigningAlg, SigningKey},
@@ -83,7 +92,7 @@ pub enum TokenError {
     #[error("the access token claims a longer life than this server gives tokens")]
     TooLong,
     #[error("could not sign the token")]
-    Signing(#[source] jsonwebtoken::errors::Error),
+    Signing(#[source] serde_json::Error),
 }
 
 pub struct TokenSettings {
@@ -110,9 +119,10 @@ pub struct Tokens {
 
 /// A key set made ready for use, so a request does no key parsing.
 struct LoadedKeys {
+    /// Unique in the process: what the verified tokens' cache is keyed by.
+    id: u64,
     alg: SigningAlg,
-    header: Header,
-    encoding: EncodingKey,
+    signer: JwsSigner,
     /// The current key first: most tokens are found at once.
     verifiers: Vec<Verifier>,
     public: Vec<PublicKey>,
@@ -192,8 +202,11 @@ impl Tokens {
             scope: &scope,
             role: grant.role.as_str(),
         };
-        let keys = self.keys.load();
-        let access_token = jsonwebtoken::encode(&keys.header, &claims, &keys.encoding)
+        let access_token = self
+            .keys
+            .load()
+            .signer
+            .sign(&claims)
             .map_err(TokenError::Signing)?;
         Ok(Issued {
             access_token,
@@ -201,8 +214,31 @@ impl Tokens {
         })
     }
 
+    /// The token's claims if it is one of ours and has not expired; whether
+    /// it has been revoked is `crate::revocations`' to say.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_at(token, Utc::now().timestamp())
+    }
+
+    /// [`Tokens::verify`] at `now`, which a token verified before on this
+    /// thread is held to; one seen first is checked at the system clock.
+    fn verify_at(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let keys = self.keys.load();
+        if let Some(claims) = verified::get(keys.id, token) {
+            // As jsonwebtoken rules: expired once `exp` is past by more than the leeway.
+            if claims.expires_at < now.saturating_sub(LEEWAY_SECS as i64) {
+                verified::forget(keys.id, token);
+                return Err(TokenError::Expired);
+            }
+            return Ok(claims);
+        }
+        let claims = self.check_signed(&keys, token, now)?;
+        verified::put(keys.id, token, &claims);
+        Ok(claims)
+    }
+
+    /// The signature and every claim rule, from scratch.
+    fn check_signed(&self, keys: &LoadedKeys, token: &str, now: i64) -> Result<Claims, TokenError> {
         let verifier = match keys.verifiers.as_slice() {
             // One key (the usual case): no need to read the header twice; the
             // kid is compared below.
@@ -235,7 +271,6 @@ impl Tokens {
         // shortens it). Either would be a forgery with a leaked key, or a
         // signer whose clock or settings are wrong; such a token would live
         // past what a revocation window of one lifetime covers.
-        let now = Utc::now().timestamp();
         if c.iat > now.saturating_add(LEEWAY_SECS as i64) {
             return Err(TokenError::NotYetValid);
         }
@@ -257,6 +292,7 @@ impl Tokens {
 
 impl LoadedKeys {
     fn new(settings: &TokenSettings, keys: KeySet) -> LoadedKeys {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let mut header = Header::new(keys.current.alg().jwt());
         header.typ = Some(TOKEN_TYPE.into());
         header.kid = Some(keys.current.kid().to_owned());
@@ -264,9 +300,9 @@ impl LoadedKeys {
             .chain(&keys.previous)
             .collect();
         LoadedKeys {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             alg: keys.current.alg(),
-            header,
-            encoding: keys.current.encoding_key(),
+            signer: JwsSigner::new(&header, keys.current.sign_with()),
             verifiers: all
                 .iter()
                 .map(|key| Verifier {
@@ -482,12 +518,42 @@ mod tests {
         assert!(t.verify(&after).is_ok());
         assert_eq!(t.public_keys().len(), 2);
 
-        // Once the previous key is dropped, its tokens are refused.
+        // Once the previous key is dropped, its tokens are refused, though
+        // they verified a moment ago.
         t.replace_keys(KeySet {
             current: key(SigningAlg::EdDSA),
             previous: vec![],
         });
         assert!(matches!(t.verify(&before), Err(TokenError::Invalid)));
+    }
+
+    #[test]
+    fn a_token_verified_before_is_still_held_to_its_expiry() {
+        for alg in [SigningAlg::HS256, SigningAlg::EdDSA] {
+            let t = tokens(key(alg), vec![]);
+            let token = t.issue(&grant(), Utc::now()).unwrap().access_token;
+            let exp = t.verify(&token).unwrap().expires_at;
+            // Told a time past `exp` and the leeway, the kept claims are
+            // expired (jsonwebtoken, at the system clock, would still take them).
+            let leeway = LEEWAY_SECS as i64;
+            assert!(t.verify_at(&token, exp + leeway).is_ok());
+            assert!(matches!(
+                t.verify_at(&token, exp + leeway + 1),
+                Err(TokenError::Expired)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_token_verified_before_by_another_server_s_keys_is_invalid() {
+        let first = tokens(key(SigningAlg::HS256), vec![]);
+        let token = first.issue(&grant(), Utc::now()).unwrap().access_token;
+        assert!(first.verify(&token).is_ok());
+        assert!(matches!(
+            tokens(key(SigningAlg::HS256), vec![]).verify(&token),
+            Err(TokenError::Invalid)
+        ));
+        assert!(first.verify(&token).is_ok());
     }
 
     #[test]

@@ -140,6 +140,40 @@ async fn each_verification_is_counted_once_by_its_outcome() {
 }
 
 #[tokio::test]
+async fn a_refused_token_is_verified_once() {
+    // Arrange: a token whose signature does not verify, one from another
+    // server, and one that is not a JWT at all.
+    let app = spawn_app_with(with_metrics).await;
+    let other = spawn_app().await;
+    let genuine = app.user_token().await;
+    let (signed, signature) = genuine.rsplit_once('.').unwrap();
+    let swapped = if signature.starts_with('A') { "B" } else { "A" };
+    let forged = format!("{signed}.{swapped}{}", &signature[1..]);
+    let foreign = other.user_token().await;
+    let before = app.scrape().await;
+
+    // Act
+    let mut answers = Vec::new();
+    for token in [forged.as_str(), &foreign, "not-a-jwt"] {
+        answers.push(app.get(token, "/me").await);
+    }
+    let after = app.scrape().await;
+
+    // Assert: each is checked once, by the one scheme that checks, though
+    // the spec offers two that carry it.
+    for resp in answers {
+        assert_problem(resp, StatusCode::UNAUTHORIZED).await;
+    }
+    assert_eq!(
+        counters_moved(&before, &after),
+        moved(&[(
+            r#"latchkey_token_verifications_total{outcome="invalid"}"#,
+            3.0
+        )])
+    );
+}
+
+#[tokio::test]
 async fn a_throttled_exchange_is_counted_as_an_exchange_and_by_its_limiter() {
     // Arrange
     let app = spawn_app_with(|c| {

@@ -187,6 +187,41 @@ async fn signing_out_refuses_every_token_of_the_account_and_a_new_login_works_at
 }
 
 #[tokio::test]
+async fn a_token_that_has_verified_before_is_refused_once_revoked_whichever_way() {
+    // Arrange: tokens used over and over, as a client that keeps its token
+    // does, so the server has verified each before.
+    let app = spawn_app().await;
+    let ada = holder(&app).await;
+    let bob = holder(&app).await;
+    let carol = holder(&app).await;
+    for token in [&ada.from_key, &bob.from_key, &carol.login] {
+        for _ in 0..3 {
+            assert_eq!(me(&app, token).await.status(), StatusCode::OK);
+        }
+    }
+
+    // Act: one token revoked by itself, one with its key, one by a sign-out.
+    let revoked = revoke(&app, &[("token", &ada.from_key)]).await;
+    let deleted = app
+        .delete(&bob.login, &format!("/keys/{}", bob.key.id))
+        .await;
+    let signed_out = app
+        .request(Method::POST, "/me/sign-out", Some(&carol.from_key))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_revocation_answered(revoked).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(signed_out.status(), StatusCode::NO_CONTENT);
+    for token in [&ada.from_key, &bob.from_key, &carol.login] {
+        assert_revoked(me(&app, token).await).await;
+    }
+    assert_eq!(me(&app, &ada.login).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_sign_out_without_a_token_is_refused() {
     let app = spawn_app().await;
     let resp = app

@@ -345,6 +345,39 @@ async fn switching_algorithms_refuses_the_other_algorithm_s_tokens_and_publishes
 }
 
 #[tokio::test]
+async fn a_token_that_has_verified_before_is_refused_once_its_key_is_gone() {
+    // Arrange: a token verified (and so remembered) by a server whose
+    // configured secret is then replaced, on the same thread of this process.
+    let first_secret = SigningKey::generate(SigningAlg::HS256).unwrap();
+    let mut app = spawn_app_with(|c| {
+        c.issuer = Some("http://issuer.test".into());
+        c.jwt_secret = Some(first_secret.private_text());
+    })
+    .await;
+    let token = app.user_token().await;
+    for _ in 0..3 {
+        assert_eq!(app.get(&token, "/me").await.status(), StatusCode::OK);
+    }
+    app.config.jwt_secret = Some(
+        SigningKey::generate(SigningAlg::HS256)
+            .unwrap()
+            .private_text(),
+    );
+
+    // Act
+    let app = app.restart().await;
+
+    // Assert
+    assert_eq!(
+        app.get(&token, "/me").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let new_token = app.user_token().await;
+    assert_ne!(kid_of(&new_token), kid_of(&token));
+    assert_eq!(app.get(&new_token, "/me").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_restart_keeps_the_rotated_key_current() {
     // Arrange
     let app = eddsa_app().await;
