@@ -126,13 +126,13 @@ impl App {
             },
             keys,
         );
+        let key_cache = Arc::new(KeyCache::new(config.key_cache_size));
         // Loaded before the first request: a restart forgets no revocation.
-        let keys = Arc::new(KeyCache::new(config.key_cache_size));
         let revocations = Arc::new(Revocations::new(
             config.token_ttl,
             config.revocation_max_lag,
             config.revocation_reload_every,
-            Arc::clone(&keys),
+            Arc::clone(&key_cache),
         ));
         revocations
             .reload(&db)
@@ -144,7 +144,7 @@ impl App {
             tokens: Arc::new(tokens),
             last_used: Arc::new(LastUsed::default()),
             revocations,
-            keys,
+            keys: key_cache,
             registration_open: config.registration == Registration::Open,
             limits: config.limits.clone(),
             throttle: Arc::new(Throttle::new(&config.limits, Arc::clone(&metrics))),
