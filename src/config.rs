@@ -15,6 +15,8 @@ pub const DEFAULT_AUDIENCE: &str = "latchkey";
 pub const DEFAULT_TOKEN_TTL: &str = "60s";
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_AUDIT_RETENTION: &str = "90d";
+/// Key records held in memory: a few megabytes.
+pub const DEFAULT_KEY_CACHE_SIZE: usize = 20_000;
 
 // No `Debug` on `Config`: it holds the JWT and keyring secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,6 +150,10 @@ pub struct Config {
     #[doc(hidden)]
     pub revocation_reload_every: Duration,
 
+    /// How many API key records exchanges keep in memory (about 100 bytes each), so a key seen before exchanges without a database round trip; 0 turns the cache off.
+    #[arg(long, env = "LATCHKEY_KEY_CACHE_SIZE", default_value_t = DEFAULT_KEY_CACHE_SIZE, global = true)]
+    pub key_cache_size: usize,
+
     /// On SIGTERM, keep serving this long with `/ready` answering 503, so a load balancer stops sending before the listener closes, e.g. 10s.
     #[arg(long, env = "LATCHKEY_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration, global = true)]
     pub shutdown_delay: Duration,
@@ -201,6 +207,7 @@ impl Config {
             registration: Registration::Open,
             revocation_max_lag: None,
             revocation_reload_every: crate::revocations::RELOAD_EVERY,
+            key_cache_size: DEFAULT_KEY_CACHE_SIZE,
             shutdown_delay: Duration::ZERO,
             cors_origins: Vec::new(),
             audit_retention: parse_retention(DEFAULT_AUDIT_RETENTION)

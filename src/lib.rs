@@ -9,6 +9,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod key_cache;
 pub mod keyring;
 pub mod last_used;
 pub mod migrate;
@@ -40,6 +41,7 @@ use crate::{
     db::Db,
     domain::tokens::{KeySet, TokenSettings, Tokens},
     http::cors::Cors,
+    key_cache::KeyCache,
     keyring::Keyring,
     last_used::LastUsed,
     revocations::Revocations,
@@ -124,11 +126,13 @@ impl App {
             },
             keys,
         );
+        let key_cache = Arc::new(KeyCache::new(config.key_cache_size));
         // Loaded before the first request: a restart forgets no revocation.
         let revocations = Arc::new(Revocations::new(
             config.token_ttl,
             config.revocation_max_lag,
             config.revocation_reload_every,
+            Arc::clone(&key_cache),
         ));
         revocations
             .reload(&db)
@@ -140,6 +144,7 @@ impl App {
             tokens: Arc::new(tokens),
             last_used: Arc::new(LastUsed::default()),
             revocations,
+            keys: key_cache,
             registration_open: config.registration == Registration::Open,
             limits: config.limits.clone(),
             throttle: Arc::new(Throttle::new(&config.limits, Arc::clone(&metrics))),

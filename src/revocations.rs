@@ -8,6 +8,11 @@
 //! what other processes on the same SQLite file wrote. What nobody needs any
 //! more is pruned. Because merging a change twice or out of order changes
 //! nothing, no source has to be trusted to be complete or in sequence.
+//!
+//! The same feed keeps the [key cache](KeyCache) true: a change new to this
+//! instance forgets the key records it touches, and a reload after the
+//! database was out of reach forgets them all (changes may have come and
+//! gone from the window meanwhile).
 
 use std::{
     sync::{
@@ -30,11 +35,19 @@ use crate::{
         revocation::{Change, ChangeKind, Millis, Window},
         tokens::{Claims, LEEWAY_SECS},
     },
+    key_cache::KeyCache,
     tasks::Stopping,
 };
 
 /// How often the window is read back from the database.
 pub const RELOAD_EVERY: Duration = Duration::from_millis(500);
+
+/// How recently the database must have answered for a cached key record to
+/// serve an exchange: a few reloads, so one slow reload does not send every
+/// exchange to the database, and far less than the shortest time a change
+/// stays in the window (a token lifetime of 1 s plus the leeway), so a
+/// change is never missed while the feed counts as fresh.
+pub const FRESH_FOR: Duration = Duration::from_secs(2);
 
 /// How long the listener waits before subscribing again after a failure,
 /// doubling up to [`LISTEN_RETRY_MAX`].
@@ -70,6 +83,8 @@ pub struct Revocations {
     started: Instant,
     /// When the database last answered a reload, in ms since `started`.
     heard_at: AtomicI64,
+    /// The key records the feed keeps true.
+    keys: Arc<KeyCache>,
 }
 
 impl Revocations {
@@ -77,6 +92,7 @@ impl Revocations {
         token_ttl: Duration,
         max_lag: Option<Duration>,
         reload_every: Duration,
+        keys: Arc<KeyCache>,
     ) -> Revocations {
         let lifetime = token_ttl + Duration::from_secs(LEEWAY_SECS);
         Revocations {
@@ -87,7 +103,14 @@ impl Revocations {
             reload_every,
             started: Instant::now(),
             heard_at: AtomicI64::new(0),
+            keys,
         }
+    }
+
+    /// Whether the feed is fresh enough for a cached key record to serve an
+    /// exchange (see [`FRESH_FOR`]).
+    pub fn is_fresh(&self) -> bool {
+        self.lag() < FRESH_FOR
     }
 
     /// How long a change recorded now must be kept.
@@ -130,12 +153,18 @@ impl Revocations {
         i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
+    /// Merges changes into the window. The key records that the changes new
+    /// to this instance touch are forgotten first: only those can have
+    /// changed since a record was read (a reload merges the whole window
+    /// again twice a second).
     fn merge(&self, changes: impl IntoIterator<Item = Change>) {
         let _turn = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let mut window = Window::clone(&self.window.load());
-        for change in changes {
-            window.apply(&change);
-        }
+        let new: Vec<Change> = changes
+            .into_iter()
+            .filter(|change| window.apply(change))
+            .collect();
+        self.keys.invalidate(&new);
         window.expire(db::now_ms());
         self.window.store(Arc::new(window));
     }
@@ -152,6 +181,10 @@ impl Revocations {
         if changes.is_empty() {
             return;
         }
+        // Forgotten before the cut-off's time is taken: an exchange that
+        // found the record before this took its time earlier still, and so
+        // is covered.
+        self.keys.invalidate(&changes);
         let now = db::now_ms();
         let at = changes.iter().map(|c| c.at).max().unwrap_or(now).max(now);
         self.merge(changes.into_iter().map(|c| match c.kind {
@@ -166,7 +199,13 @@ impl Revocations {
     /// Reads the changes in force from the database into the window.
     pub async fn reload(&self, db: &Db) -> Result<(), sqlx::Error> {
         let started = self.elapsed_ms();
+        let was_fresh = self.is_fresh();
         let changes = db::changes::in_force(db, db::now_ms()).await?;
+        if !was_fresh {
+            // Out of touch for a while: a change may have been made and
+            // left the window meanwhile, never to be heard of here.
+            self.keys.clear();
+        }
         self.merge(changes);
         // Heard as of when the read began: it saw everything committed then.
         self.heard_at.fetch_max(started, Ordering::Relaxed);
@@ -298,5 +337,93 @@ impl Revocations {
                 () = stopping.wait() => return None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{
+        db::keys::KeyOwner,
+        domain::{
+            keys::KeyHash,
+            scopes::{Role, Scopes},
+        },
+    };
+
+    fn revocations() -> (Revocations, Arc<KeyCache>) {
+        let keys = Arc::new(KeyCache::new(100));
+        let revocations = Revocations::new(
+            Duration::from_secs(60),
+            None,
+            RELOAD_EVERY,
+            Arc::clone(&keys),
+        );
+        (revocations, keys)
+    }
+
+    fn owner() -> KeyOwner {
+        KeyOwner {
+            key_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            scopes: Scopes::default(),
+            expires_at: None,
+            revoked: false,
+            role: Role::User,
+            disabled: false,
+        }
+    }
+
+    fn key_revoked(owner: &KeyOwner) -> Change {
+        let at = db::now_ms();
+        Change {
+            seq: 1,
+            user_id: owner.user_id,
+            kind: ChangeKind::KeyRevoked {
+                key_id: owner.key_id,
+            },
+            at,
+            until: at + 65_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_committed_here_stops_a_fill_begun_before_it() {
+        let (revocations, keys) = revocations();
+        let ada = owner();
+        let hash = KeyHash([1; 32]);
+
+        let fill = keys.begin_fill();
+        revocations.committed(vec![key_revoked(&ada)]).await;
+
+        assert!(!keys.finish_fill(fill, &hash, &ada));
+        assert!(keys.get(&hash).is_none());
+    }
+
+    #[test]
+    fn a_change_heard_again_by_a_reload_forgets_nothing_more() {
+        let (revocations, keys) = revocations();
+        let (ada, bob) = (owner(), owner());
+        let revoked = key_revoked(&ada);
+        revocations.merge([revoked.clone()]);
+        let (ada_hash, bob_hash) = (KeyHash([1; 32]), KeyHash([2; 32]));
+        let fill = keys.begin_fill();
+        assert!(keys.finish_fill(fill, &bob_hash, &bob));
+
+        // The periodic reload brings the same change again: not new, so a
+        // fill in flight still stores, and nothing is forgotten.
+        let (carl, carl_hash) = (owner(), KeyHash([3; 32]));
+        let fill = keys.begin_fill();
+        revocations.merge([revoked]);
+        assert!(keys.finish_fill(fill, &carl_hash, &carl));
+        assert!(keys.get(&bob_hash).is_some());
+
+        // A new change forgets the records it touches.
+        revocations.merge([key_revoked(&bob)]);
+        assert!(keys.get(&bob_hash).is_none());
+        assert!(keys.get(&carl_hash).is_some());
+        assert!(keys.get(&ada_hash).is_none());
     }
 }

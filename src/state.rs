@@ -8,6 +8,7 @@ use crate::{
     db::Db,
     domain::tokens::Tokens,
     http::cors::Cors,
+    key_cache::KeyCache,
     last_used::LastUsed,
     revocations::Revocations,
     telemetry::metrics::Metrics,
@@ -19,6 +20,8 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub last_used: Arc<LastUsed>,
     pub revocations: Arc<Revocations>,
+    /// The key records exchanges read, kept true by the revocation feed.
+    pub keys: Arc<KeyCache>,
     pub registration_open: bool,
     pub limits: Limits,
     /// The abuse limiters of this instance.

@@ -6,7 +6,7 @@
 //! learnt in any order and any number of times, gives the same answers: that
 //! is what lets every instance build it from notifications and reloads alike.
 
-use std::collections::HashMap;
+use std::collections::{hash_map::Entry, HashMap};
 
 use uuid::Uuid;
 
@@ -158,27 +158,35 @@ impl Window {
         })
     }
 
-    /// Adds a change. Applying one twice, or older ones after newer ones,
-    /// changes nothing more.
-    pub fn apply(&mut self, change: &Change) {
+    /// Adds a change, and says whether it was new: whether the window holds
+    /// more than before (a key or token it did not name, a later cut-off, a
+    /// disable or enable later in feed order). Applying one twice, or older
+    /// ones after newer ones, changes nothing more and is not new.
+    pub fn apply(&mut self, change: &Change) -> bool {
         let user = || UserChanges {
             before: Millis::MIN,
             disabled_seq: 0,
             enabled_seq: 0,
             until: Millis::MIN,
         };
+        let named = |map: &mut HashMap<Uuid, Millis>, id| match map.entry(id) {
+            Entry::Occupied(mut held) => {
+                let until = held.get_mut();
+                *until = (*until).max(change.until);
+                false
+            }
+            Entry::Vacant(empty) => {
+                empty.insert(change.until);
+                true
+            }
+        };
         match change.kind {
-            ChangeKind::KeyRevoked { key_id } => {
-                let until = self.keys.entry(key_id).or_insert(change.until);
-                *until = (*until).max(change.until);
-            }
-            ChangeKind::TokenRevoked { jti } => {
-                let until = self.tokens.entry(jti).or_insert(change.until);
-                *until = (*until).max(change.until);
-            }
+            ChangeKind::KeyRevoked { key_id } => named(&mut self.keys, key_id),
+            ChangeKind::TokenRevoked { jti } => named(&mut self.tokens, jti),
             kind => {
                 let u = self.users.entry(change.user_id).or_insert_with(user);
                 u.until = u.until.max(change.until);
+                let was = (u.before, u.disabled_seq, u.enabled_seq);
                 match kind {
                     ChangeKind::SignedOut => u.before = u.before.max(change.at),
                     ChangeKind::Disabled => u.disabled_seq = u.disabled_seq.max(change.seq),
@@ -190,6 +198,7 @@ impl Window {
                         unreachable!("handled above")
                     }
                 }
+                (u.before, u.disabled_seq, u.enabled_seq) != was
             }
         }
     }
@@ -343,6 +352,39 @@ mod tests {
             jti: Uuid::now_v7(),
             ..t
         }));
+    }
+
+    #[test]
+    fn a_change_is_new_only_the_first_time_and_only_if_it_adds_something() {
+        let user = Uuid::now_v7();
+        let key = Uuid::now_v7();
+        let jti = Uuid::now_v7();
+        let mut window = Window::default();
+        let changes = [
+            change(1, user, ChangeKind::KeyRevoked { key_id: key }, ISSUED),
+            change(2, user, ChangeKind::TokenRevoked { jti }, ISSUED),
+            change(3, user, ChangeKind::SignedOut, ISSUED),
+            change(4, user, ChangeKind::Disabled, ISSUED + 1),
+            change(5, user, ChangeKind::Enabled, ISSUED + 2),
+        ];
+        for c in &changes {
+            assert!(window.apply(c), "{:?} the first time", c.kind);
+        }
+        // The periodic reload merges them all again.
+        for c in &changes {
+            assert!(!window.apply(c), "{:?} again", c.kind);
+        }
+        // A sign-out older than the enable's cut-off adds nothing; a later
+        // one, or a disable later in feed order, does.
+        assert!(!window.apply(&change(6, user, ChangeKind::SignedOut, ISSUED + 1)));
+        assert!(window.apply(&change(7, user, ChangeKind::SignedOut, ISSUED + 3)));
+        assert!(window.apply(&change(8, user, ChangeKind::Disabled, ISSUED + 4)));
+        // The same key revoked again (a longer life) is not new.
+        let again = Change {
+            until: ISSUED + 100_000,
+            ..change(9, user, ChangeKind::KeyRevoked { key_id: key }, ISSUED)
+        };
+        assert!(!window.apply(&again));
     }
 
     #[test]

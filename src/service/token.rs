@@ -10,14 +10,14 @@ use crate::{
     domain::{
         audit::{ExchangeFailure, Failure, Limit, LoginFailure},
         grants::{self, GrantError, KeyState},
-        keys::ApiKey,
+        keys::{ApiKey, KeyHash},
         scopes::Scopes,
         tokens::{Grant, Issued},
         users::{Email, Password},
     },
     error::Error,
     state::AppState,
-    telemetry::metrics::Exchange,
+    telemetry::metrics::{Exchange, KeyCacheLookup},
     throttle::{argon2::Argon2Error, Account, ClientAddress, Throttled},
 };
 
@@ -152,13 +152,11 @@ async fn key_client(
         refused(why, ExchangeFailure::MalformedKey, None, None)
     })?;
     let hash = key.hash();
-    let owner = db::keys::find_for_exchange(&state.db, &hash)
-        .await?
-        .ok_or_else(|| {
-            let why = "no such API key; it may have been deleted or never existed".into();
-            let fingerprint = Some(hash.fingerprint());
-            refused(why, ExchangeFailure::UnknownKey, None, fingerprint)
-        })?;
+    let owner = find_key(state, &hash).await?.ok_or_else(|| {
+        let why = "no such API key; it may have been deleted or never existed".into();
+        let fingerprint = Some(hash.fingerprint());
+        refused(why, ExchangeFailure::UnknownKey, None, fingerprint)
+    })?;
     let known = Some((owner.key_id, owner.user_id));
     if let Some(client_id) = client_id {
         if Uuid::parse_str(client_id).ok() != Some(owner.key_id) {
@@ -184,6 +182,31 @@ async fn key_client(
         return Err(refused(e.to_string(), failure, known, None));
     }
     Ok((owner, key_state))
+}
+
+/// The record of the key with this hash and its owner's: from the key cache
+/// while the revocation feed is fresh (the feed keeps the cache true, and a
+/// stale feed may have missed a change), else from the database, whose
+/// answer then fills the cache.
+async fn find_key(state: &AppState, hash: &KeyHash) -> Result<Option<KeyOwner>, sqlx::Error> {
+    let lookup = if state.revocations.is_fresh() {
+        if let Some(owner) = state.keys.get(hash) {
+            state.metrics.key_cache(KeyCacheLookup::Hit);
+            return Ok(Some(owner));
+        }
+        KeyCacheLookup::Miss
+    } else {
+        KeyCacheLookup::Stale
+    };
+    state.metrics.key_cache(lookup);
+    // Begun before the read: a change heard while it runs keeps the record
+    // out of the cache, since the record may predate it.
+    let fill = state.keys.begin_fill();
+    let owner = db::keys::find_for_exchange(&state.db, hash).await?;
+    if let Some(owner) = &owner {
+        state.keys.finish_fill(fill, hash, owner);
+    }
+    Ok(owner)
 }
 
 /// Client credentials: the key is the secret, its id the optional client id.

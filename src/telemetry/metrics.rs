@@ -127,6 +127,19 @@ label_values! {
 }
 
 label_values! {
+    /// Where an exchange found its key's record.
+    KeyCacheLookup {
+        /// In the key cache.
+        Hit = "hit",
+        /// Not in it: read from the database.
+        Miss = "miss",
+        /// Read from the database without asking the cache: the revocation
+        /// feed has not heard from the database recently enough.
+        Stale = "stale",
+    }
+}
+
+label_values! {
     /// The abuse limiter that refused a request.
     Limiter {
         /// Failed client authentications per address.
@@ -231,6 +244,7 @@ pub struct Metrics {
     verifications: Box<[Counter]>,
     revocations: Box<[Counter]>,
     throttled: Box<[Counter]>,
+    key_cache: Box<[Counter]>,
     database_errors: Counter,
     revocation_lag: Gauge<f64, AtomicU64>,
     connections: Family<Labels<2>, Gauge>,
@@ -319,6 +333,17 @@ impl Metrics {
             Limiter::ALL.iter().map(|l| [("limiter", l.as_str())]),
         );
 
+        let family = Family::<Labels<1>, Counter>::default();
+        registry.register(
+            "latchkey_key_cache_lookups",
+            "Where API key exchanges found the key's record: hit (in memory), miss or stale (read from the database)",
+            family.clone(),
+        );
+        let key_cache = counters(
+            &family,
+            KeyCacheLookup::ALL.iter().map(|l| [("result", l.as_str())]),
+        );
+
         let database_errors = Counter::default();
         registry.register(
             "latchkey_database_errors",
@@ -354,6 +379,7 @@ impl Metrics {
             verifications,
             revocations,
             throttled,
+            key_cache,
             database_errors,
             revocation_lag,
             connections,
@@ -375,6 +401,10 @@ impl Metrics {
 
     pub fn throttled(&self, limiter: Limiter) {
         self.throttled[limiter as usize].inc();
+    }
+
+    pub fn key_cache(&self, lookup: KeyCacheLookup) {
+        self.key_cache[lookup as usize].inc();
     }
 
     pub fn database_error(&self) {
@@ -496,6 +526,7 @@ mod tests {
         metrics.verification(Verification::Revoked);
         metrics.revocation(Revocation::Disable);
         metrics.throttled(Limiter::Logins);
+        metrics.key_cache(KeyCacheLookup::Hit);
         metrics.database_error();
 
         let text = metrics.encode();
@@ -511,6 +542,7 @@ mod tests {
                 r#"latchkey_token_verifications_total{outcome="revoked"} 1"#,
                 r#"latchkey_revocations_total{kind="disable"} 1"#,
                 r#"latchkey_throttled_requests_total{limiter="logins"} 1"#,
+                r#"latchkey_key_cache_lookups_total{result="hit"} 1"#,
                 "latchkey_database_errors_total 1",
             ],
             "{text}"
@@ -520,6 +552,8 @@ mod tests {
             + Revocation::ALL.len()
             - 1
             + Limiter::ALL.len()
+            - 1
+            + KeyCacheLookup::ALL.len()
             - 1;
         assert_eq!(zeros, expected, "{text}");
     }

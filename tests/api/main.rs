@@ -18,6 +18,7 @@ mod health;
 mod helpers;
 mod insomnia;
 mod jwt;
+mod key_cache;
 mod keyring;
 mod keys;
 mod lifecycle;

@@ -66,6 +66,10 @@ async fn an_exchange_a_failed_exchange_a_verification_and_a_revocation_move_exac
     assert_eq!(
         counters_moved(&before, &after),
         moved(&[
+            // The wrong client id is found out from the record the first
+            // exchange left in the key cache.
+            (r#"latchkey_key_cache_lookups_total{result="hit"}"#, 1.0),
+            (r#"latchkey_key_cache_lookups_total{result="miss"}"#, 1.0),
             (r#"latchkey_revocations_total{kind="key"}"#, 1.0),
             (
                 r#"latchkey_token_exchanges_total{grant_type="client_credentials",outcome="invalid_client"}"#,
@@ -204,6 +208,8 @@ async fn a_throttled_exchange_is_counted_as_an_exchange_and_by_its_limiter() {
     assert_eq!(
         counters_moved(&before, &after),
         moved(&[
+            // The throttled exchange is refused before any lookup.
+            (r#"latchkey_key_cache_lookups_total{result="miss"}"#, 1.0),
             (
                 r#"latchkey_throttled_requests_total{limiter="key_failures"}"#,
                 1.0

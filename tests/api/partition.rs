@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use latchkey::db::Backend;
+use latchkey::{config::Config, db::Backend, revocations::FRESH_FOR};
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -54,7 +54,16 @@ struct Pair {
 }
 
 async fn pair() -> Pair {
-    let a = spawn_app_with(|c| c.issuer = Some(ISSUER.into())).await;
+    pair_with(|_| {}).await
+}
+
+/// [`pair`], both configured by `configure`.
+async fn pair_with(configure: impl Fn(&mut Config)) -> Pair {
+    let a = spawn_app_with(|c| {
+        c.issuer = Some(ISSUER.into());
+        configure(c);
+    })
+    .await;
     let mut url = reqwest::Url::parse(&a.database.url()).expect("a PostgreSQL URL");
     let server: SocketAddr = tokio::net::lookup_host((
         url.host_str().expect("the database has a host"),
@@ -68,7 +77,10 @@ async fn pair() -> Pair {
     url.set_ip_host(proxy.addr().ip()).unwrap();
     url.set_port(Some(proxy.addr().port())).unwrap();
     let b = a
-        .another_instance_with(|c| c.database_url = Some(url.into()))
+        .another_instance_with(|c| {
+            c.database_url = Some(url.into());
+            configure(c);
+        })
         .await;
     Pair { a, b, proxy }
 }
@@ -285,6 +297,19 @@ async fn an_instance_cut_off_from_postgres_answers_503_promptly_and_serves_again
     assert_eq!(b.get(&doomed_token, "/me").await.status(), StatusCode::OK);
     assert_eq!(b.get(&bob_login, "/me").await.status(), StatusCode::OK);
     tokio::time::sleep(CUT_FOR.saturating_sub(cut_at.elapsed())).await;
+    // b holds the doomed key's record from its exchange before the cut, but
+    // has not heard from the database for longer than a cached record may
+    // serve: it may have missed the revocation, so it asks the database.
+    assert!(
+        b.revocations.lag() >= FRESH_FOR,
+        "{:?}",
+        b.revocations.lag()
+    );
+    assert_temporarily_unavailable(
+        "an exchange of a cached key once the feed is stale",
+        timed(b.exchange_response(&doomed.id, &doomed.key)).await,
+    )
+    .await;
 
     // Act: heal.
     proxy.heal();
@@ -355,23 +380,27 @@ async fn an_instance_whose_postgres_connections_are_reset_answers_503_promptly_a
     let ada = TestUser::generate().register(&b).await;
     let login = ada.login(&b).await;
     let key: TestKey = b.create_key(&login, json!({ "name": "ci" })).await;
+    let unseen: TestKey = b.create_key(&login, json!({ "name": "unseen" })).await;
     let token = b.exchange(&key).await;
 
     // Act
     proxy.reset();
-    let (me, list, create, exchange, ready) = tokio::join!(
+    let (me, list, create, cached, exchange, ready) = tokio::join!(
         timed(b.get(&token, "/me")),
         timed(b.get(&login, "/todos")),
         timed(b.post(&login, "/todos", json!({ "title": "refused" }))),
         timed(b.exchange_response(&key.id, &key.key)),
+        timed(b.exchange_response(&unseen.id, &unseen.key)),
         timed(b.get_public("/ready")),
     );
     proxy.heal();
 
-    // Assert
+    // Assert: the key exchanged before is served from memory while the feed
+    // is fresh; one never seen needs the database.
     assert_eq!(me.0.status(), StatusCode::OK);
     assert_unavailable("GET /todos", list).await;
     assert_unavailable("POST /todos", create).await;
+    assert_eq!(cached.0.status(), StatusCode::OK, "a cached key");
     assert_temporarily_unavailable("an exchange", exchange).await;
     assert_unavailable("GET /ready", ready).await;
     eventually("GET /todos", StatusCode::OK, || b.get(&login, "/todos")).await;
@@ -379,4 +408,40 @@ async fn an_instance_whose_postgres_connections_are_reset_answers_503_promptly_a
         b.exchange_response(&key.id, &key.key)
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_key_revoked_while_an_instance_was_cut_off_is_refused_there_even_once_the_change_left_the_feed(
+) {
+    if skipped_unless(
+        Backend::Postgres,
+        "the cut is between an instance and a database server",
+    ) {
+        return;
+    }
+    // Arrange: one-second tokens, so that a change stays in the feed only
+    // that long plus the leeway; b caches the key.
+    let Pair { a, b, proxy } = pair_with(|c| c.token_ttl = Duration::from_secs(1)).await;
+    let ada = TestUser::generate().register(&a).await;
+    let login = ada.login(&a).await;
+    let key = a.create_key(&login, json!({ "name": "leaked" })).await;
+    b.exchange(&key).await;
+    let lifetime = Duration::from_millis(u64::try_from(a.revocations.lifetime()).unwrap());
+
+    // Act: cut b off; revoke at a; wait until the change has left the feed
+    // (what a reload reads), then heal.
+    proxy.cut();
+    let revoked = a.delete(&login, &format!("/keys/{}", key.id)).await;
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    tokio::time::sleep(lifetime + Duration::from_millis(1500)).await;
+    assert_eq!(a.revocations.len(), 0, "the change has left a's window too");
+    proxy.heal();
+
+    // Assert: b never hears of the revocation, yet once its feed is fresh
+    // again its cached record is gone, so the key is refused.
+    let resp = eventually("an exchange", StatusCode::UNAUTHORIZED, || {
+        b.exchange_response(&key.id, &key.key)
+    })
+    .await;
+    assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
 }

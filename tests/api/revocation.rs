@@ -544,6 +544,57 @@ async fn every_kind_of_revocation_made_at_one_instance_is_refused_at_the_others(
     }
 }
 
+/// Exchanges `key` at `app` until it is refused, which must happen within
+/// [`ELSEWHERE`]; meanwhile it must be exchanged.
+async fn exchange_refused_within(app: &TestApp, key: &TestKey) {
+    let start = Instant::now();
+    loop {
+        let resp = app.exchange_response(&key.id, &key.key).await;
+        if resp.status() != StatusCode::OK {
+            assert_oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+            return;
+        }
+        assert!(
+            start.elapsed() < ELSEWHERE,
+            "still exchanged after {ELSEWHERE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_key_cached_at_another_instance_is_refused_there_once_revoked_or_its_owner_disabled() {
+    // Arrange: keys exchanged twice at the other instance, so that its
+    // cache holds them.
+    let one = spawn_shared().await;
+    let [other, _] = others(&one).await;
+    let root = one.admin().await.token;
+    let revoked = holder(&one).await;
+    let disabled = holder(&one).await;
+    let kept = holder(&one).await;
+    for h in [&revoked, &disabled, &kept] {
+        for _ in 0..2 {
+            let resp = other.exchange_response(&h.key.id, &h.key.key).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    }
+
+    // Act
+    let resp = one
+        .delete(&revoked.login, &format!("/keys/{}", revoked.key.id))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let path = format!("/admin/users/{}", disabled.user.id);
+    let resp = one.patch(&root, &path, json!({ "disabled": true })).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Assert: the other instance hears both through the feed.
+    exchange_refused_within(&other, &revoked.key).await;
+    exchange_refused_within(&other, &disabled.key).await;
+    let resp = other.exchange_response(&kept.key.id, &kept.key.key).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
 // ---- --revocation-max-lag ----
 
 #[tokio::test]
@@ -708,15 +759,18 @@ async fn the_server_metadata_names_the_revocation_and_introspection_endpoints() 
 
 #[tokio::test]
 async fn the_oauth_endpoints_answer_temporarily_unavailable_when_the_database_cannot_answer() {
-    // Arrange
+    // Arrange: a key never exchanged, so not in the key cache.
     let app = spawn_app().await;
     let ada = holder(&app).await;
+    let unseen = app
+        .create_key(&ada.login, json!({ "name": "unseen" }))
+        .await;
     app.server_db.close().await;
 
     // Act
-    let exchange = app.exchange_response(&ada.key.id, &ada.key.key).await;
+    let exchange = app.exchange_response(&unseen.id, &unseen.key).await;
     let revocation = revoke(&app, &[("token", &ada.key.key)]).await;
-    let introspection = introspect(&app, &ada.key, &ada.login).await;
+    let introspection = introspect(&app, &unseen, &ada.login).await;
 
     // Assert
     for resp in [exchange, revocation, introspection] {
