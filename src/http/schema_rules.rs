@@ -157,17 +157,12 @@ pub fn state(doc: &mut Value) {
             list.push(json!(property));
         }
     }
-    let types: Vec<(String, Value)> = schemas
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(name, schema)| Some((name.clone(), schema.get("type")?.clone())))
-        .collect();
     for name in &requests {
         if let Some(schema) = schemas.get_mut(name) {
-            optional_may_be_null(schema, &types);
+            optional_may_be_null(schema);
         }
     }
+    nullable_references_state_their_type(schemas);
     state_page_parameters(doc);
 }
 
@@ -190,9 +185,8 @@ fn request_schemas(doc: &Value) -> BTreeSet<String> {
 
 /// poem reads a JSON `null` in an optional field as the field left out, and
 /// so does every field parser in `fields`: say so, or clients and fuzzers
-/// take `null` for a mistake the server should refuse. `types` holds each
-/// component schema's `type`, which OpenAPI 3.0 wants beside `nullable`.
-fn optional_may_be_null(schema: &mut Value, types: &[(String, Value)]) {
+/// take `null` for a mistake the server should refuse.
+fn optional_may_be_null(schema: &mut Value) {
     let required: BTreeSet<String> = schema["required"]
         .as_array()
         .into_iter()
@@ -207,17 +201,45 @@ fn optional_may_be_null(schema: &mut Value, types: &[(String, Value)]) {
         };
         // OpenAPI 3.0 ignores whatever stands beside a `$ref`.
         if let Some(reference) = fields.remove("$ref") {
-            let kind = reference
-                .as_str()
-                .and_then(|r| r.strip_prefix("#/components/schemas/"))
-                .and_then(|name| types.iter().find(|(n, _)| n == name))
-                .map(|(_, kind)| kind.clone());
-            if let Some(kind) = kind {
-                fields.insert("type".into(), kind);
-            }
             fields.insert("allOf".into(), json!([{ "$ref": reference }]));
         }
         fields.insert("nullable".into(), json!(true));
+    }
+}
+
+/// OpenAPI 3.0 reads `nullable` only beside a `type`, so a nullable property
+/// that is a reference (`allOf: [{$ref}]`, as poem-openapi and
+/// `optional_may_be_null` write it) states the referenced schema's type, and
+/// loses the bare `{nullable: true}` item poem-openapi adds to its `allOf`.
+fn nullable_references_state_their_type(schemas: &mut Value) {
+    let types: Vec<(String, Value)> = schemas
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, schema)| Some((name.clone(), schema.get("type")?.clone())))
+        .collect();
+    let properties = schemas
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|schemas| schemas.values_mut())
+        .filter_map(|schema| schema.get_mut("properties")?.as_object_mut())
+        .flat_map(|properties| properties.values_mut())
+        .filter_map(Value::as_object_mut)
+        .filter(|p| p.get("nullable") == Some(&json!(true)) && !p.contains_key("type"));
+    for property in properties {
+        let Some(all_of) = property.get_mut("allOf").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        all_of.retain(|item| item != &json!({ "nullable": true }));
+        let kind = all_of
+            .iter()
+            .filter_map(|item| item["$ref"].as_str())
+            .filter_map(|r| r.strip_prefix("#/components/schemas/"))
+            .find_map(|name| types.iter().find(|(n, _)| n == name))
+            .map(|(_, kind)| kind.clone());
+        if let Some(kind) = kind {
+            property.insert("type".into(), kind);
+        }
     }
 }
 

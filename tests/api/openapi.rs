@@ -648,3 +648,32 @@ async fn an_unknown_docs_file_is_a_404_problem() {
     let problem = assert_problem(resp, StatusCode::NOT_FOUND).await;
     assert!(problem["detail"].as_str().unwrap().contains("nope.js"));
 }
+
+/// Where in `value` a schema says `nullable` without a `type` beside it,
+/// which OpenAPI 3.0 does not allow (linters refuse it, and tools that read
+/// the document strictly ignore the `nullable`).
+fn nullable_without_type(value: &Value, at: String, found: &mut Vec<String>) {
+    match value {
+        Value::Object(fields) => {
+            if fields.get("nullable") == Some(&Value::Bool(true)) && !fields.contains_key("type") {
+                found.push(at.clone());
+            }
+            for (name, inner) in fields {
+                nullable_without_type(inner, format!("{at}/{name}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, inner) in items.iter().enumerate() {
+                nullable_without_type(inner, format!("{at}/{i}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_nullable_schema_states_its_type() {
+    let mut found = Vec::new();
+    nullable_without_type(&spec(), String::new(), &mut found);
+    assert!(found.is_empty(), "nullable without a type at {found:?}");
+}
