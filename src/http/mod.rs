@@ -28,7 +28,7 @@ use poem::{
     endpoint::make_sync, get, middleware::CatchPanic, Endpoint, EndpointExt, IntoResponse, Route,
 };
 
-use self::{headers::SecurityHeaders, observe::Observer, routes::Routes};
+use self::{headers::SecurityHeaders, observe::Observer, routes::Routes, spec::Spec};
 use crate::state::AppState;
 
 pub fn app(state: Arc<AppState>) -> impl Endpoint {
@@ -36,8 +36,8 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let cors = Arc::clone(&state.cors);
     let security = Arc::new(SecurityHeaders::new(state.tokens.issuer()));
     let base_url = state.tokens.issuer().trim_end_matches('/').to_owned();
-    let doc = spec::document(&base_url);
-    let (json, yaml) = (spec::to_json(&doc), spec::to_yaml(&doc));
+    let spec = Arc::new(Spec::new(base_url.clone()));
+    let yaml_spec = Arc::clone(&spec);
     // Every route below that the document does not list, for a 405 and the
     // request log to name.
     let others = [
@@ -48,9 +48,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         "/docs/{file}",
     ]
     .map(|path| (path.into(), vec!["GET".into()]));
-    let routes = Arc::new(Routes::new(
-        spec::operations(&doc).into_iter().chain(others),
-    ));
+    let routes = Arc::new(Routes::new(spec::operations().into_iter().chain(others)));
     let observer = Arc::new(Observer::new(Arc::clone(&state), Arc::clone(&routes)));
     let metrics = Arc::clone(&state.metrics);
     Route::new()
@@ -58,13 +56,16 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .at(
             "/openapi.json",
             get(make_sync(move |_| {
-                json.clone().with_content_type("application/json")
+                spec.json().to_owned().with_content_type("application/json")
             })),
         )
         .at(
             "/openapi.yaml",
             get(make_sync(move |_| {
-                yaml.clone().with_content_type("application/yaml")
+                yaml_spec
+                    .yaml()
+                    .to_owned()
+                    .with_content_type("application/yaml")
             })),
         )
         .at("/docs", get(docs::docs_redirect))

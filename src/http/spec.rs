@@ -1,6 +1,8 @@
 //! The OpenAPI document: generated from the operations, then finished where
 //! poem-openapi leaves importers guessing.
 
+use std::sync::OnceLock;
+
 use poem_openapi::{LicenseObject, OpenApi, OpenApiService, ServerObject};
 use serde_json::Value;
 
@@ -13,23 +15,25 @@ use super::api::{
 /// The base URL the committed spec names: where `cargo run --release` serves.
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
 
+/// Every operation, in the order the document lists their tags.
+pub type Apis = (
+    UsersApi,
+    TokenApi,
+    RevocationApi,
+    PasswordApi,
+    KeysApi,
+    TodosApi,
+    AdminApi,
+    AuditApi,
+    HealthApi,
+    DiscoveryApi,
+);
+
 /// The OpenAPI service: the operations and the document generated from them,
 /// naming `base_url` as the server, so that a client importing the document
 /// (Postman, Insomnia) sends its requests there.
-pub fn service(base_url: &str) -> OpenApiService<impl OpenApi, ()> {
-    let apis = (
-        UsersApi,
-        TokenApi,
-        RevocationApi,
-        PasswordApi,
-        KeysApi,
-        TodosApi,
-        AdminApi,
-        AuditApi,
-        HealthApi,
-        DiscoveryApi,
-    );
-    OpenApiService::new(apis, "latchkey", env!("CARGO_PKG_VERSION"))
+pub fn service(base_url: &str) -> OpenApiService<Apis, ()> {
+    OpenApiService::new(Apis::default(), "latchkey", env!("CARGO_PKG_VERSION"))
         .description(
             "Create an account, log in, create an API key, trade it at `/auth/token` for a \
          one-minute JWT, and call the Todo API with it. Errors are RFC 9457 \
@@ -87,20 +91,21 @@ pub fn document(base_url: &str) -> Value {
     doc
 }
 
-/// Every path template of the document and the methods it takes, upper-case.
-pub fn operations(doc: &Value) -> Vec<(String, Vec<String>)> {
-    doc["paths"]
-        .as_object()
+/// Every path template the operations answer and the methods each takes,
+/// upper-case: what the document lists, read from the operations' own
+/// metadata, so that a server knows its routes without generating the
+/// document.
+pub fn operations() -> Vec<(String, Vec<String>)> {
+    Apis::meta()
         .into_iter()
-        .flatten()
-        .map(|(template, ops)| {
-            let methods = ops
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(method, _)| method.to_uppercase())
+        .flat_map(|api| api.paths)
+        .map(|path| {
+            let methods = path
+                .operations
+                .iter()
+                .map(|op| op.method.as_str().to_uppercase())
                 .collect();
-            (template.clone(), methods)
+            (path.path, methods)
         })
         .collect()
 }
@@ -111,6 +116,33 @@ pub fn to_json(doc: &Value) -> String {
 
 pub fn to_yaml(doc: &Value) -> String {
     serde_yaml::to_string(doc).expect("a JSON value serialises as YAML")
+}
+
+/// The document a server serves, made when it is first asked for: most
+/// servers are never asked, and making it touches much code and memory
+/// that would otherwise stay with the process from its start.
+pub struct Spec {
+    base_url: String,
+    json: OnceLock<String>,
+    yaml: OnceLock<String>,
+}
+
+impl Spec {
+    pub fn new(base_url: String) -> Spec {
+        Spec {
+            base_url,
+            json: OnceLock::new(),
+            yaml: OnceLock::new(),
+        }
+    }
+
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| json_at(&self.base_url))
+    }
+
+    pub fn yaml(&self) -> &str {
+        self.yaml.get_or_init(|| yaml_at(&self.base_url))
+    }
 }
 
 /// The spec as JSON for a server at `base_url`, as that server serves it.
@@ -131,4 +163,39 @@ pub fn json() -> String {
 /// The spec as YAML, as committed in `openapi/openapi.yaml`.
 pub fn yaml() -> String {
     yaml_at(DEFAULT_BASE_URL)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn the_operations_are_what_the_document_lists() {
+        let doc = document(DEFAULT_BASE_URL);
+        let listed: BTreeMap<String, Vec<String>> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(template, ops)| {
+                let mut methods: Vec<String> = ops
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|m| m.to_uppercase())
+                    .collect();
+                methods.sort();
+                (template.clone(), methods)
+            })
+            .collect();
+        let known: BTreeMap<String, Vec<String>> = operations()
+            .into_iter()
+            .map(|(template, mut methods)| {
+                methods.sort();
+                (template, methods)
+            })
+            .collect();
+        assert_eq!(known, listed);
+    }
 }

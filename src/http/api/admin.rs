@@ -25,6 +25,7 @@ use crate::{
     state::AppState,
 };
 
+#[derive(Default)]
 pub struct AdminApi;
 
 #[derive(Debug, Object)]

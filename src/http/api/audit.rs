@@ -25,6 +25,7 @@ use crate::{
     state::AppState,
 };
 
+#[derive(Default)]
 pub struct AuditApi;
 
 /// What an event records. Changes: `user.registered` (`POST /users`,

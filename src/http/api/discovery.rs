@@ -27,6 +27,7 @@ const TOKEN_PATH: &str = "/auth/token";
 const REVOCATION_PATH: &str = "/auth/revoke";
 const INTROSPECTION_PATH: &str = "/auth/introspect";
 
+#[derive(Default)]
 pub struct DiscoveryApi;
 
 /// RFC 8414 authorization server metadata.

@@ -10,6 +10,7 @@ use crate::{
     state::AppState,
 };
 
+#[derive(Default)]
 pub struct HealthApi;
 
 #[derive(Debug, Object)]

@@ -28,6 +28,7 @@ use crate::{
     state::AppState,
 };
 
+#[derive(Default)]
 pub struct KeysApi;
 
 /// A new key and, this once, its plaintext.

@@ -17,6 +17,7 @@ use crate::{
     state::AppState,
 };
 
+#[derive(Default)]
 pub struct PasswordApi;
 
 // No `Debug`: it holds two passwords.

@@ -28,6 +28,7 @@ use crate::{
     state::AppState,
 };
 
+#[derive(Default)]
 pub struct RevocationApi;
 
 /// An RFC 7009 revocation request. Send it form-encoded (the standard) or as JSON.

@@ -26,6 +26,7 @@ use crate::{
     state::AppState,
 };
 
+#[derive(Default)]
 pub struct TodosApi;
 
 #[derive(Debug, Object)]

@@ -21,6 +21,7 @@ use crate::{
     telemetry::metrics::{Exchange, GrantType, Metrics},
 };
 
+#[derive(Default)]
 pub struct TokenApi;
 
 /// RFC 6749 §5.1.

@@ -15,6 +15,7 @@ use crate::{
     state::AppState,
 };
 
+#[derive(Default)]
 pub struct UsersApi;
 
 #[derive(Object)]
