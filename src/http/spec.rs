@@ -118,9 +118,9 @@ pub fn to_yaml(doc: &Value) -> String {
     serde_yaml::to_string(doc).expect("a JSON value serialises as YAML")
 }
 
-/// The document a server serves, made when it is first asked for: most
-/// servers are never asked, and making it touches much code and memory
-/// that would otherwise stay with the process from its start.
+/// The document a server serves, made when it is first asked for: many
+/// servers are never asked, and making it touches code and memory that
+/// would otherwise stay with the process from its start.
 pub struct Spec {
     base_url: String,
     json: OnceLock<String>,
